@@ -1,0 +1,40 @@
+# artist-id: the two commands a fresh machine needs are `make repro` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | cksum | cut -d' ' -f1)
+
+# Offline by design: no telemetry from DVC, Great Expectations or BentoML.
+export DVC_NO_ANALYTICS := 1
+export GX_ANALYTICS_ENABLED := false
+export BENTOML_DO_NOT_TRACK := true
+export TF_CPP_MIN_LOG_LEVEL := 2
+export KERAS_BACKEND := tensorflow
+
+.PHONY: install repro test lint format clean
+
+install: $(STAMP)  ## create .venv and install the project with its dev tools
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+repro: install  ## run the whole DVC pipeline (offline, on the embedded sample by default)
+	$(BIN)/dvc repro
+
+test: install  ## the whole test suite (unit, data, model, service, e2e)
+	$(BIN)/python -m pytest
+
+lint: install  ## ruff + mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:  ## remove caches (not the DVC cache)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,278 @@
+"""params.yaml -> frozen dataclasses.
+
+Every section of ``params.yaml`` maps to one dataclass below. Unknown keys, missing keys
+and values of the wrong type are errors (:class:`ConfigError`) that name the offending
+key, so a typo in ``dvc exp run -S ...`` fails at once instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """params.yaml does not match the expected schema."""
+
+
+@dataclass(frozen=True)
+class BaseParams:
+    seed: int
+    image_size: int
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: str
+
+
+@dataclass(frozen=True)
+class SampleParams:
+    seed: int
+    paintings: tuple[int, ...]
+    min_side: int
+    max_side: int
+    greyscale: int
+    near_duplicates: int
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    max_side: int
+    jpeg_quality: int
+    max_bytes: int
+    max_pixels: int
+
+
+@dataclass(frozen=True)
+class ValidateParams:
+    min_side: int
+    max_quarantined: float
+    paintings_tolerance: float
+
+
+@dataclass(frozen=True)
+class EdaParams:
+    thumbnails: int
+
+
+Balance = Literal["class_weight", "oversample", "undersample", "none"]
+Flip = Literal["horizontal", "vertical", "horizontal_and_vertical", "none"]
+
+
+@dataclass(frozen=True)
+class SelectParams:
+    min_paintings: int
+    dedupe_hamming: int
+    val_fraction: float
+    test_fraction: float
+    balance: Balance
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    copies: int
+    flip: Flip
+    rotation: float
+    zoom: float
+    translation: float
+    contrast: float
+    brightness: float
+    preview: int
+
+
+Optimizer = Literal["adam", "sgd", "rmsprop"]
+Strategy = Literal["default", "mirrored"]
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """One model's training recipe (``train.<model>`` in params.yaml)."""
+
+    learning_rate: float
+    weights: str = "none"  # imagenet | none | hed-bsds500 | path to a .weights.h5
+    optimizer: Optimizer = "adam"
+    dense: tuple[int, ...] = ()  # head sizes; () = the seed's
+    dropout: float = 0.5
+    # 0: trunk frozen (trained through the feature cache); N: last N conv layers train;
+    # -1: the whole trunk trains (the only sensible choice from random weights)
+    trainable_trunk_layers: int = 0
+    # optional phase 2 after the head has converged: unfreeze the last N conv layers
+    fine_tune_layers: int = 0
+    fine_tune_epochs: int = 0
+    fine_tune_learning_rate: float = 1e-5
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    models: tuple[str, ...]
+    strategy: Strategy
+    batch_size: int
+    epochs: int
+    patience: int
+    cache_features: bool
+    cnn_small: ModelParams
+    cnn_deep: ModelParams
+    vgg16: ModelParams
+    resnet50: ModelParams
+
+    def model(self, name: str) -> ModelParams:
+        if name not in self.models or not hasattr(self, name):
+            raise ConfigError(f"train: unknown model {name!r} (train.models: {self.models})")
+        value: ModelParams = getattr(self, name)
+        return value
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    misclassified: int
+
+
+@dataclass(frozen=True)
+class LeaderboardParams:
+    metric: Literal["macro_f1", "balanced_accuracy", "accuracy"]
+
+
+@dataclass(frozen=True)
+class Params:
+    base: BaseParams
+    data: DataParams
+    sample: SampleParams
+    ingest: IngestParams
+    validate: ValidateParams
+    eda: EdaParams
+    select: SelectParams
+    augment: AugmentParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    leaderboard: LeaderboardParams
+    # Sections owned by later stages; kept as plain mappings until their dataclasses exist.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+T = TypeVar("T")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it (tuples for lists)."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, allowed))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in get_args(tp):
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where}: {value!r} matches none of {tp}")
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{where}: expected null, got {value!r}")
+        return None
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_tp, _ellipsis) = get_args(tp)
+        return tuple(_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {tp}")  # pragma: no cover - schema bug
+
+
+def _build(cls: type[T], raw: Any, where: str) -> T:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in raw:
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                continue
+            raise ConfigError(f"{where}: missing key {name!r}")
+        kwargs[name] = _coerce(raw[name], hints[name], f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def parse_params(raw: dict[str, Any]) -> Params:
+    """Validate a params mapping (the parsed YAML) and return frozen dataclasses."""
+    if not isinstance(raw, dict):
+        raise ConfigError("params: expected a mapping at the top level")
+    known = {f.name for f in dataclasses.fields(Params)} - {"extra"}
+    core = {k: v for k, v in raw.items() if k in known}
+    extra = {k: v for k, v in raw.items() if k not in known}
+    params = _build(Params, core, "params")
+    params = dataclasses.replace(params, extra=extra)
+    _check_ranges(params)
+    return params
+
+
+def _check_ranges(p: Params) -> None:
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    need(p.base.image_size >= 16, "base.image_size must be at least 16")
+    need(len(p.sample.paintings) >= 2, "sample.paintings needs at least two artists")
+    need(all(n >= 2 for n in p.sample.paintings), "sample.paintings: every artist needs >= 2")
+    need(0 < p.sample.min_side <= p.sample.max_side, "sample: need 0 < min_side <= max_side")
+    need(1 <= p.ingest.jpeg_quality <= 100, "ingest.jpeg_quality must be within 1..100")
+    need(p.ingest.max_side >= 16, "ingest.max_side must be at least 16")
+    need(0.0 <= p.validate.max_quarantined <= 1.0, "validate.max_quarantined must be in [0, 1]")
+    need(0 <= p.select.dedupe_hamming <= 64, "select.dedupe_hamming must be within 0..64")
+    fractions = p.select.val_fraction + p.select.test_fraction
+    need(
+        0 < p.select.val_fraction < 1 and 0 < p.select.test_fraction < 1 and fractions < 1,
+        "select: val_fraction and test_fraction must be in (0, 1) and sum to less than 1",
+    )
+    need(p.augment.copies >= 0, "augment.copies must be >= 0")
+    need(len(p.train.models) >= 1, "train.models needs at least one model")
+    for name in p.train.models:
+        if not hasattr(p.train, name):
+            raise ConfigError(f"train.models: unknown model {name!r}")
+    need(p.train.batch_size >= 1 and p.train.epochs >= 1, "train: batch_size, epochs >= 1")
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path} not found: run from the repository root") from exc
+    return parse_params(raw)
