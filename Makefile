@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/n
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export BENTOML_DO_NOT_TRACK := true
-export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_CPP_MIN_LOG_LEVEL := 3
 export KERAS_BACKEND := tensorflow
 
 .PHONY: install repro test lint format clean

@@ -7,17 +7,24 @@ from pathlib import Path
 
 from artist_id import stage
 from artist_id.config import load_params
+from artist_id.sample import SampleError, generate_sample
 
 OUT = Path("data/sample")
 log = logging.getLogger("artist_id.stages.sample")
+stage.expect(SampleError)
 
 
 def main() -> None:
-    from artist_id.sample import generate_sample
-
     params = load_params()
     summary = generate_sample(OUT, params.sample)
-    log.info("sample: %s", summary)
+    log.info(
+        "sample: %d synthetic paintings by %d fictional artists in %s (%d greyscale, "
+        "%d near-duplicates)",
+        summary["files"], len(summary["artists"]), OUT, len(summary["greyscale"]),
+        len(summary["near_duplicates"]),
+    )
+    for artist in summary["artists"]:
+        log.info("  %-24s %3d  %s", artist["name"], artist["paintings"], artist["style"])
 
 
 if __name__ == "__main__":

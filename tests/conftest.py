@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
@@ -55,7 +55,10 @@ def write_kaggle(
     for i, (name, n) in enumerate(counts.items()):
         wiki = "http://en.wikipedia.org/wiki/" + name.replace(" ", "_")
         dash = "–" if i % 2 else "-"
-        lines.append(f'{i},{name},18{i:02d} {dash} 19{i:02d},"Genre{i},Other",Nation{i},"A bio, with a comma",{wiki},{n}\n')
+        lines.append(
+            f'{i},{name},18{i:02d} {dash} 19{i:02d},"Genre{i},Other",Nation{i},'
+            f'"A bio, with a comma",{wiki},{n}\n'
+        )
     (root / "artists.csv").write_text("".join(lines), encoding="utf-8")
     for i, (name, n) in enumerate(counts.items()):
         folder = (folder_name or (lambda s: s.replace(" ", "_")))(name)

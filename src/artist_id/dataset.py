@@ -23,7 +23,7 @@ import shutil
 import unicodedata
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -218,10 +218,7 @@ class Source:
 
     def _file(self, root: str, prefix: str, relpath: str, nested: bool) -> SourceFile:
         tail = relpath[len(prefix) :]
-        if nested:
-            folder = tail.split("/", 1)[0]
-        else:
-            folder = flat_prefix(PurePosixPath(tail).stem)
+        folder = tail.split("/", 1)[0] if nested else flat_prefix(PurePosixPath(tail).stem)
         name = root + relpath
         return SourceFile(folder, relpath, self._size(name), lambda: self.read(name))
 
@@ -630,7 +627,7 @@ def select(
         "artists_kept": {a: int(counts[a]) for a in kept},
         "artists_dropped": {a: int(counts[a]) for a in counts.index if a not in kept},
         "images": len(frame),
-        "groups": int(len(group_sizes)),
+        "groups": len(group_sizes),
         "duplicate_groups": int((group_sizes > 1).sum()),
         "images_in_duplicate_groups": int(group_sizes[group_sizes > 1].sum()),
         "straddling_groups": leaks,

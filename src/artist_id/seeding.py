@@ -12,7 +12,7 @@ def seed_everything(seed: int) -> None:
     TensorFlow pick deterministic kernels, so the same params give byte-identical results.
     """
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import tensorflow as tf
 

@@ -35,7 +35,7 @@ def setup_logging() -> None:
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     # TensorFlow's C++ start-up chatter hides the stage's own messages.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def run(stage: str, main: Callable[[], None]) -> None:

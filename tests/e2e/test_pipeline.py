@@ -2,80 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from tests.conftest import REPO
+from tests.e2e.project import dvc, make_project, ran, set_params
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 DATA_STAGES = ["augment", "eda"]
-COPY = ["dvc.yaml", "params.yaml", "pyproject.toml", "stages", "src", ".dvcignore"]
-
-
-def tiny_params(params: dict) -> dict:
-    params["base"]["image_size"] = 32
-    params["sample"].update(paintings=[16, 14, 12, 5, 4, 3], min_side=48, max_side=96,
-                            greyscale=2, near_duplicates=2)
-    params["ingest"]["max_side"] = 96
-    params["select"]["min_paintings"] = 10
-    params["augment"].update(copies=1, preview=2)
-    return params
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("project")
-    for name in COPY:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, root / name)
-    (root / ".dvc").mkdir()
-    shutil.copy2(REPO / ".dvc" / "config", root / ".dvc" / "config")
-    params = tiny_params(yaml.safe_load((root / "params.yaml").read_text()))
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git(root, "init", "-q")
-    return root
-
-
-def git(root: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
-
-
-def dvc(root: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    bindir = str(Path(sys.executable).parent)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    # the copy's own code, not the editable install of the original checkout
-    env["PYTHONPATH"] = os.pathsep.join([str(root / "src"), str(root)])
-    env["DVC_NO_ANALYTICS"] = "1"
-    proc = subprocess.run([str(Path(bindir) / "dvc"), *args], cwd=root, env=env, text=True,
-                          capture_output=True, timeout=900)
-    if ok and proc.returncode != 0:
-        raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def ran(proc: subprocess.CompletedProcess[str]) -> set[str]:
-    return {line.split("'")[1] for line in proc.stdout.splitlines()
-            if line.startswith("Running stage")}
-
-
-def set_params(root: Path, **changes: object) -> None:
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for dotted, value in changes.items():
-        section, key = dotted.split("__")
-        params[section][key] = value
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return make_project(tmp_path_factory.mktemp("project"))
 
 
 def test_repro_builds_the_data_half(project: Path) -> None:

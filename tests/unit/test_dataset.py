@@ -176,7 +176,7 @@ def test_unknown_artist_folder_stops_ingest(kaggle_dir: Path, tmp_path: Path) ->
 
 
 def test_missing_source_has_a_helpful_message(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="does not exist.*dvc repro sample"):
+    with pytest.raises(DatasetError, match=r"does not exist.*dvc repro sample"):
         ingest(tmp_path / "nope", tmp_path / "raw", max_side=64, jpeg_quality=90, limits=LIMITS)
 
 
@@ -300,6 +300,6 @@ def test_select_keeps_artists_with_more_than_the_threshold() -> None:
 
 
 def test_select_needs_two_artists() -> None:
-    with pytest.raises(DatasetError, match="lower select.min_paintings"):
+    with pytest.raises(DatasetError, match=r"lower select\.min_paintings"):
         select(manifest_for({"A": 50, "B": 10}), min_paintings=30, dedupe_hamming=0,
                val_fraction=0.2, test_fraction=0.2, balance="none", seed=0)

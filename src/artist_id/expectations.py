@@ -1,0 +1,740 @@
+"""Great Expectations suites for the raw dataset (the ``validate`` stage).
+
+Four GX suites run on string-typed frames (the CSVs read with ``dtype=str,
+keep_default_na=False``); empty strings count as missing values:
+
+- ``artists``: artists.csv columns, ids, names, ``paintings``, ``years``, ``wikipedia``;
+- ``manifest``: manifest.csv columns, ids, hashes, statuses, artist names, quarantine share;
+- ``manifest_ok``: the ``status == ok`` rows of the manifest with numeric width/height
+  (a filtered frame, so the exact-columns check above still sees the file as it is);
+- ``found_vs_declared``: one row per artist, found/declared file ratio (warnings only).
+
+Every expectation carries a GX ``severity`` ("critical" or "warning") and a readable
+``description``; :func:`validate_dataset` turns failed expectations into :class:`Failure`
+lines. Expectations whose columns are missing are not run (GX would raise on them): the
+exact-columns expectation reports the missing columns and the report lists them as skipped.
+
+GX runs in an ephemeral (in-memory) context: nothing is written to disk except the Data
+Docs site, and only when ``docs_dir`` is given. Great Expectations is imported lazily
+because importing it takes seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from artist_id import dataset
+from artist_id.config import ValidateParams
+
+if TYPE_CHECKING:
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationValidationResult,
+    )
+    from great_expectations.expectations.expectation import Expectation
+
+# GX must never phone home; set before great_expectations is first imported.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+log = logging.getLogger(__name__)
+
+ARTISTS_COLUMNS: tuple[str, ...] = (
+    "id",
+    "name",
+    "years",
+    "genre",
+    "nationality",
+    "bio",
+    "wikipedia",
+    "paintings",
+)
+# one definition of the manifest schema: the one ingest writes
+MANIFEST_COLUMNS: tuple[str, ...] = tuple(dataset.MANIFEST_COLUMNS)
+STATUSES: tuple[str, ...] = ("ok", "quarantined")
+
+# \Z rather than $: pandas' str.contains would let "$" match before a trailing newline.
+POSITIVE_INT_RE = r"^0*[1-9][0-9]*\Z"
+YEARS_RE = r"^[0-9]{4} [-\u2013] [0-9]{4}\Z"  # "1884 - 1920" or "1853 – 1890" (en dash)
+WIKIPEDIA_RE = r"^https?://[a-z]{2,3}\.wikipedia\.org/wiki/\S+\Z"
+SHA256_RE = r"^[0-9a-f]{64}\Z"
+PHASH_RE = r"^[0-9a-f]{16}\Z"
+
+CRITICAL = "critical"
+WARNING = "warning"
+MAX_EXAMPLES = 5
+_MAX_EXAMPLE_CHARS = 80
+_SUITE_UNITS = {
+    "artists": "artists",
+    "manifest": "files",
+    "manifest_ok": "ok files",
+    "found_vs_declared": "artists",
+}
+# Derived (not source) columns; their failures are reported under the source column.
+_WIDTH_PX = "width_px"
+_HEIGHT_PX = "height_px"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed expectation, with a few offending values."""
+
+    suite: str
+    expectation: str  # the GX expectation type, e.g. expect_column_values_to_match_regex
+    column: str | None  # source column, None for table-level expectations
+    severity: str  # "critical" or "warning"
+    observed: str  # what was found, e.g. "2 of 50 artists"
+    examples: list[str]  # a few offending values
+    message: str  # the rule, e.g. "values must be integers >= 1"
+
+    def line(self) -> str:
+        """One readable line, e.g. ``[critical] artists.paintings: values must be ...``."""
+        target = f"{self.suite}.{self.column}" if self.column else self.suite
+        text = f"[{self.severity}] {target}: {self.message}"
+        if self.observed:
+            text += f" ({self.observed})"
+        if self.examples:
+            text += " — e.g. " + ", ".join(repr(e) for e in self.examples)
+        return text
+
+    def _sort_key(self) -> tuple[int, str, str, str, str]:
+        rank = 0 if self.severity == CRITICAL else 1
+        return (rank, self.suite, self.column or "", self.expectation, self.message)
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """The outcome of :func:`validate_dataset`."""
+
+    success: bool  # False iff any critical expectation failed
+    failures: list[Failure]  # critical and warning, sorted (critical first)
+    evaluated: int  # number of expectations evaluated
+    skipped: list[str] = field(default_factory=list)  # expectations not run: missing columns
+
+    @property
+    def critical(self) -> list[Failure]:
+        """The failures that make the report fail."""
+        return [f for f in self.failures if f.severity == CRITICAL]
+
+    @property
+    def warnings(self) -> list[Failure]:
+        """The failures that are only reported."""
+        return [f for f in self.failures if f.severity != CRITICAL]
+
+    def lines(self) -> list[str]:
+        """One readable line per failure, critical first."""
+        return [f.line() for f in self.failures]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready summary: deterministic, sorted, no timestamps or absolute paths."""
+        failures = sorted(self.failures, key=Failure._sort_key)
+        return {
+            "success": self.success,
+            "evaluated": self.evaluated,
+            "critical": len(self.critical),
+            "warnings": len(self.warnings),
+            "failures": [{**asdict(f), "line": f.line()} for f in failures],
+            "skipped": sorted(self.skipped),
+        }
+
+
+@dataclass(frozen=True)
+class _Check:
+    """One expectation plus what is needed to explain its failure."""
+
+    key: str  # stable id, also stored in the GX expectation meta
+    suite: str
+    column: str | None
+    severity: str
+    message: str
+    needs: tuple[tuple[str, str], ...]  # (raw table, column) pairs that must exist
+    kind: str  # attribute name in great_expectations.expectations
+    kwargs: Mapping[str, Any]
+    example: Callable[[pd.DataFrame, Any], str] | None = None  # (frame, row label) -> text
+    observed: Callable[[dict[str, Any]], str] | None = None
+
+
+def _clean(frame: pd.DataFrame) -> pd.DataFrame:
+    """Copy ``frame`` with every value a string, empty or blank strings becoming None."""
+    out = pd.DataFrame(index=frame.index)
+    for name in frame.columns:
+        out[str(name)] = pd.Series(
+            [None if _blank(v) else str(v) for v in frame[name].tolist()],
+            index=frame.index,
+            dtype=object,
+        )
+    return out
+
+
+def _blank(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value.strip() == ""
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _positive_int(value: Any) -> int | None:
+    """The integer in a string like ``"12"``, or None when it is not an integer >= 1."""
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+        return None
+    number = int(value)
+    return number if number >= 1 else None
+
+
+def _pixels(values: pd.Series) -> pd.Series:
+    """Integer sizes; missing or non-integer values become -1 so a >= check rejects them."""
+    return pd.Series(
+        [
+            int(v) if isinstance(v, str) and v.isascii() and v.isdigit() else -1
+            for v in values.tolist()
+        ],
+        index=values.index,
+        dtype="int64",
+    )
+
+
+def _found_vs_declared(artists: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    """One row per named artist: declared paintings, files found (any status), their ratio."""
+    counts = manifest["artist"].dropna().value_counts()
+    rows = []
+    for name, paintings in zip(
+        artists["name"].tolist(), artists["paintings"].tolist(), strict=True
+    ):
+        if name is None:
+            continue
+        declared = _positive_int(paintings)
+        found = int(counts.get(name, 0))
+        rows.append(
+            {
+                "artist": name,
+                "declared": declared,
+                "found": found,
+                # Non-integer "declared" values are the artists suite's failure, not this one's.
+                "ratio": None if declared is None else found / declared,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=["artist", "declared", "found", "ratio"])
+    frame["ratio"] = frame["ratio"].astype("float64")
+    return frame
+
+
+def _frames(artists: pd.DataFrame, manifest: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The frame each suite validates (only the ones that can be built)."""
+    frames = {"artists": artists, "manifest": manifest}
+    if "status" in manifest.columns:
+        ok = manifest[manifest["status"] == "ok"].copy()
+        if "width" in ok.columns:
+            ok[_WIDTH_PX] = _pixels(ok["width"])
+        if "height" in ok.columns:
+            ok[_HEIGHT_PX] = _pixels(ok["height"])
+        frames["manifest_ok"] = ok
+    if {"name", "paintings"} <= set(artists.columns) and "artist" in manifest.columns:
+        frames["found_vs_declared"] = _found_vs_declared(artists, manifest)
+    return frames
+
+
+def _label(frame: pd.DataFrame, index: Any) -> str:
+    """A short name for a manifest row: its image_id, else its source path, else its row."""
+    for key in ("image_id", "source_path"):
+        if key in frame.columns and frame.at[index, key] is not None:
+            return str(frame.at[index, key])
+    return f"row {index}"
+
+
+def _value_with_id(column: str) -> Callable[[pd.DataFrame, Any], str]:
+    def show(frame: pd.DataFrame, index: Any) -> str:
+        value = frame.at[index, column] if column in frame.columns else None
+        shown = " empty" if value is None else f"={value}"
+        return f"{_label(frame, index)}: {column}{shown}"
+
+    return show
+
+
+def _row_id(frame: pd.DataFrame, index: Any) -> str:
+    if "id" in frame.columns and "name" in frame.columns:
+        return f"id={frame.at[index, 'id']} name={frame.at[index, 'name']}"
+    return _label(frame, index)
+
+
+def _quarantined(frame: pd.DataFrame, index: Any) -> str:
+    reason = frame.at[index, "reason"] if "reason" in frame.columns else None
+    status = frame.at[index, "status"]
+    what = reason if status == "quarantined" and reason else f"status={status}"
+    return f"{_label(frame, index)} ({what})"
+
+
+def _ratio(frame: pd.DataFrame, index: Any) -> str:
+    row = frame.loc[index]
+    return f"{row['artist']}: found {int(row['found'])} of {int(row['declared'])} declared"
+
+
+def _checks(params: ValidateParams, artist_names: Sequence[str]) -> list[_Check]:
+    """Every expectation of every suite, in a fixed order."""
+    checks: list[_Check] = []
+
+    def add(
+        suite: str,
+        key: str,
+        source: str | None,
+        message: str,
+        needs: Sequence[tuple[str, str]],
+        kind: str,
+        severity: str = CRITICAL,
+        example: Callable[[pd.DataFrame, Any], str] | None = None,
+        observed: Callable[[dict[str, Any]], str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        checks.append(
+            _Check(
+                key=f"{suite}.{key}",
+                suite=suite,
+                column=source,
+                severity=severity,
+                message=message,
+                needs=tuple(needs),
+                kind=kind,
+                kwargs=kwargs,
+                example=example,
+                observed=observed,
+            )
+        )
+
+    def col(table: str, name: str) -> list[tuple[str, str]]:
+        return [(table, name)]
+
+    # -- artists ------------------------------------------------------------------------
+    add(
+        "artists",
+        "columns",
+        None,
+        "columns must be exactly " + ",".join(ARTISTS_COLUMNS),
+        [],
+        "ExpectTableColumnsToMatchOrderedList",
+        column_list=list(ARTISTS_COLUMNS),
+    )
+    add(
+        "artists",
+        "rows",
+        None,
+        "must have at least one row",
+        [],
+        "ExpectTableRowCountToBeBetween",
+        min_value=1,
+    )
+    for name in ("id", "name"):
+        add(
+            "artists",
+            f"{name}.not_null",
+            name,
+            "must not be empty",
+            col("artists", name),
+            "ExpectColumnValuesToNotBeNull",
+            example=_row_id,
+            column=name,
+        )
+        add(
+            "artists",
+            f"{name}.unique",
+            name,
+            "must be unique",
+            col("artists", name),
+            "ExpectColumnValuesToBeUnique",
+            column=name,
+        )
+    add(
+        "artists",
+        "paintings.not_null",
+        "paintings",
+        "must not be empty",
+        col("artists", "paintings"),
+        "ExpectColumnValuesToNotBeNull",
+        example=_row_id,
+        column="paintings",
+    )
+    add(
+        "artists",
+        "paintings.positive_int",
+        "paintings",
+        "values must be integers >= 1",
+        col("artists", "paintings"),
+        "ExpectColumnValuesToMatchRegex",
+        column="paintings",
+        regex=POSITIVE_INT_RE,
+    )
+    add(
+        "artists",
+        "years.format",
+        "years",
+        "must look like 'YYYY - YYYY' (hyphen or en dash)",
+        col("artists", "years"),
+        "ExpectColumnValuesToMatchRegex",
+        column="years",
+        regex=YEARS_RE,
+    )
+    add(
+        "artists",
+        "wikipedia.url",
+        "wikipedia",
+        "must be a URL like http://en.wikipedia.org/wiki/Name",
+        col("artists", "wikipedia"),
+        "ExpectColumnValuesToMatchRegex",
+        column="wikipedia",
+        regex=WIKIPEDIA_RE,
+    )
+
+    # -- manifest -----------------------------------------------------------------------
+    add(
+        "manifest",
+        "columns",
+        None,
+        "columns must be exactly " + ",".join(MANIFEST_COLUMNS),
+        [],
+        "ExpectTableColumnsToMatchOrderedList",
+        column_list=list(MANIFEST_COLUMNS),
+    )
+    add(
+        "manifest",
+        "rows",
+        None,
+        "must have at least one row",
+        [],
+        "ExpectTableRowCountToBeBetween",
+        min_value=1,
+    )
+    for name in ("image_id", "artist", "status", "sha256"):
+        add(
+            "manifest",
+            f"{name}.not_null",
+            name,
+            "must not be empty",
+            col("manifest", name),
+            "ExpectColumnValuesToNotBeNull",
+            example=_value_with_id(name),
+            column=name,
+        )
+    add(
+        "manifest",
+        "image_id.unique",
+        "image_id",
+        "must be unique",
+        col("manifest", "image_id"),
+        "ExpectColumnValuesToBeUnique",
+        column="image_id",
+    )
+    add(
+        "manifest",
+        "sha256.format",
+        "sha256",
+        "must be 64 lowercase hex digits",
+        col("manifest", "sha256"),
+        "ExpectColumnValuesToMatchRegex",
+        example=_value_with_id("sha256"),
+        column="sha256",
+        regex=SHA256_RE,
+    )
+    add(
+        "manifest",
+        "status.values",
+        "status",
+        "must be 'ok' or 'quarantined'",
+        col("manifest", "status"),
+        "ExpectColumnValuesToBeInSet",
+        column="status",
+        value_set=list(STATUSES),
+    )
+    add(
+        "manifest",
+        "artist.known",
+        "artist",
+        "must be an artist named in artists.csv",
+        [*col("manifest", "artist"), *col("artists", "name")],
+        "ExpectColumnValuesToBeInSet",
+        column="artist",
+        value_set=sorted(set(artist_names)),
+    )
+    share = params.max_quarantined
+
+    def quarantined(result: dict[str, Any]) -> str:
+        count, total = result.get("unexpected_count", 0), result.get("element_count", 0)
+        pct = 100.0 * count / total if total else 0.0
+        return f"{count} of {total} files not ok, {pct:.1f}%"
+
+    add(
+        "manifest",
+        "status.quarantined_share",
+        "status",
+        f"at most {100 * share:g}% of files may be quarantined",
+        col("manifest", "status"),
+        "ExpectColumnValuesToBeInSet",
+        example=_quarantined,
+        observed=quarantined,
+        column="status",
+        value_set=["ok"],
+        mostly=max(0.0, min(1.0, 1.0 - share)),
+    )
+    add(
+        "manifest",
+        "reason.quarantined",
+        "reason",
+        "quarantined files must give a reason",
+        [*col("manifest", "status"), *col("manifest", "reason")],
+        "ExpectColumnValuesToNotBeNull",
+        example=_value_with_id("reason"),
+        column="reason",
+        row_condition=_status_is("quarantined"),
+    )
+
+    # -- manifest_ok: the ok rows, with integer sizes ---------------------------------------
+    ok_needs = col("manifest", "status")
+    for name, derived in (("width", _WIDTH_PX), ("height", _HEIGHT_PX)):
+        add(
+            "manifest_ok",
+            f"{name}.min_side",
+            name,
+            f"{name} must be an integer >= {params.min_side} px",
+            [*ok_needs, *col("manifest", name)],
+            "ExpectColumnValuesToBeBetween",
+            example=_value_with_id(name),
+            column=derived,
+            min_value=params.min_side,
+        )
+    for name in ("path", "phash"):
+        add(
+            "manifest_ok",
+            f"{name}.not_null",
+            name,
+            "must not be empty for ok files",
+            [*ok_needs, *col("manifest", name)],
+            "ExpectColumnValuesToNotBeNull",
+            example=_value_with_id(name),
+            column=name,
+        )
+    add(
+        "manifest_ok",
+        "phash.format",
+        "phash",
+        "must be 16 lowercase hex digits",
+        [*ok_needs, *col("manifest", "phash")],
+        "ExpectColumnValuesToMatchRegex",
+        example=_value_with_id("phash"),
+        column="phash",
+        regex=PHASH_RE,
+    )
+
+    # -- found_vs_declared (warnings only) ----------------------------------------------------
+    tol = params.paintings_tolerance
+    add(
+        "found_vs_declared",
+        "ratio",
+        "paintings",
+        f"files found per artist must be within ±{100 * tol:g}% of the declared paintings",
+        [*col("artists", "name"), *col("artists", "paintings"), *col("manifest", "artist")],
+        "ExpectColumnValuesToBeBetween",
+        severity=WARNING,
+        example=_ratio,
+        column="ratio",
+        min_value=max(0.0, 1.0 - tol),
+        max_value=1.0 + tol,
+    )
+
+    return checks
+
+
+def _status_is(value: str) -> Any:
+    from great_expectations.expectations.row_conditions import Column
+
+    return Column("status") == value
+
+
+def _columns_message(expected: Sequence[str], observed: Sequence[str]) -> str:
+    missing = [c for c in expected if c not in observed]
+    extra = [c for c in observed if c not in expected]
+    parts = []
+    if missing:
+        parts.append("missing column(s) " + ", ".join(missing))
+    if extra:
+        parts.append("unexpected column(s) " + ", ".join(extra))
+    if not parts:
+        parts.append("columns out of order")
+    return "; ".join(parts)
+
+
+def _examples(check: _Check, frame: pd.DataFrame, result: dict[str, Any]) -> list[str]:
+    values: list[str] = []
+    if check.example is not None:
+        for index in result.get("partial_unexpected_index_list") or []:
+            if index in frame.index:
+                values.append(check.example(frame, index))
+    else:
+        values = [
+            "empty" if v is None else str(v) for v in result.get("partial_unexpected_list") or []
+        ]
+    unique = list(dict.fromkeys(values))[:MAX_EXAMPLES]
+    return [
+        v if len(v) <= _MAX_EXAMPLE_CHARS else v[: _MAX_EXAMPLE_CHARS - 1] + "…" for v in unique
+    ]
+
+
+def _failure(check: _Check, frame: pd.DataFrame, outcome: ExpectationValidationResult) -> Failure:
+    result = dict(outcome.result or {})
+    exception = outcome.exception_info or {}
+    raised = exception.get("raised_exception") or any(
+        isinstance(v, dict) and v.get("raised_exception") for v in exception.values()
+    )
+    expectation = outcome.expectation_config.type if outcome.expectation_config else check.kind
+    message, observed, examples = check.message, "", []
+    if raised:
+        detail = exception.get("exception_message") or next(
+            (v.get("exception_message") for v in exception.values() if isinstance(v, dict)), ""
+        )
+        observed = f"could not be evaluated: {detail}"
+    elif check.kind == "ExpectTableColumnsToMatchOrderedList":
+        seen = [str(c) for c in result.get("observed_value") or []]
+        expected = list(check.kwargs["column_list"])
+        message = _columns_message(expected, seen)
+        observed = "expected " + ",".join(expected)
+    elif check.kind == "ExpectTableRowCountToBeBetween":
+        observed = f"{result.get('observed_value', 0)} rows"
+    else:
+        if check.observed is not None:
+            observed = check.observed(result)
+        elif "unexpected_count" in result:
+            unit = _SUITE_UNITS.get(check.suite, "rows")
+            observed = f"{result['unexpected_count']} of {result.get('element_count', 0)} {unit}"
+        examples = _examples(check, frame, result)
+    return Failure(
+        suite=check.suite,
+        expectation=expectation,
+        column=check.column,
+        severity=check.severity,
+        observed=observed,
+        examples=examples,
+        message=message,
+    )
+
+
+def _build_expectation(check: _Check) -> Expectation:
+    import great_expectations.expectations as gxe
+    from great_expectations.expectations.metadata_types import FailureSeverity
+
+    cls = getattr(gxe, check.kind)
+    expectation: Expectation = cls(
+        **check.kwargs,
+        severity=FailureSeverity(check.severity),
+        # Data Docs do not show severity, so the description carries it.
+        description=f"[{check.severity}] {check.column or 'table'}: {check.message}",
+        meta={"check": check.key},
+    )
+    return expectation
+
+
+def validate_dataset(
+    artists: pd.DataFrame,
+    manifest: pd.DataFrame,
+    params: ValidateParams,
+    docs_dir: Path | None = None,
+) -> ValidationReport:
+    """Run the artists, manifest, manifest_ok and found_vs_declared suites.
+
+    ``artists`` and ``manifest`` are the raw CSVs read as strings. When ``docs_dir`` is
+    given, a GX Data Docs site (``index.html``) is built there and nowhere else.
+    """
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    raw = {"artists": _clean(artists), "manifest": _clean(manifest)}
+    present = {name: set(frame.columns) for name, frame in raw.items()}
+    frames = _frames(raw["artists"], raw["manifest"])
+    names = (
+        [n for n in raw["artists"]["name"].tolist() if n is not None]
+        if "name" in present["artists"]
+        else []
+    )
+    checks = _checks(params, names)
+
+    runnable: list[_Check] = []
+    skipped: list[str] = []
+    for check in checks:
+        missing = sorted({f"{t}.{c}" for t, c in check.needs if c not in present[t]})
+        if missing or check.suite not in frames:
+            skipped.append(f"{check.key} (missing {', '.join(missing)})")
+        else:
+            runnable.append(check)
+
+    site = "validate"
+    sites: dict[str, Any] = {}
+    if docs_dir is not None:
+        docs_dir = Path(docs_dir)
+        docs_dir.mkdir(parents=True, exist_ok=True)
+        sites[site] = {
+            "class_name": "SiteBuilder",
+            "show_how_to_buttons": False,
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(docs_dir.resolve()),
+            },
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        }
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        data_docs_sites=sites,
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+    )
+    context = gx.get_context(mode="ephemeral", project_config=config)
+    source = context.data_sources.add_pandas("artist_id")
+    by_key = {c.key: c for c in runnable}
+    failures: list[Failure] = []
+    evaluated = 0
+    for suite_name, frame in frames.items():
+        suite_checks = [c for c in runnable if c.suite == suite_name]
+        if not suite_checks:
+            continue
+        # Built whole, then stored once: add_expectation re-serialises the suite each time.
+        suite = context.suites.add(
+            gx.ExpectationSuite(
+                name=suite_name, expectations=[_build_expectation(c) for c in suite_checks]
+            )
+        )
+        batch = source.add_dataframe_asset(suite_name).add_batch_definition_whole_dataframe("whole")
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=suite_name, data=batch, suite=suite)
+        )
+        outcome = definition.run(
+            batch_parameters={"dataframe": frame},
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20},
+            run_id=RunIdentifier(run_name="artist-id-validate"),
+        )
+        for result in outcome.results:
+            evaluated += 1
+            if result.success:
+                continue
+            meta = (result.expectation_config.meta or {}) if result.expectation_config else {}
+            check = by_key[str(meta["check"])]
+            failures.append(_failure(check, frame, result))
+
+    if docs_dir is not None:
+        context.build_data_docs(site_names=[site])
+        log.info("Data Docs written to %s", docs_dir / "index.html")
+
+    failures.sort(key=Failure._sort_key)
+    return ValidationReport(
+        success=not any(f.severity == CRITICAL for f in failures),
+        failures=failures,
+        evaluated=evaluated,
+        skipped=sorted(skipped),
+    )

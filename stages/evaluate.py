@@ -1,0 +1,83 @@
+"""evaluate@<model>: metrics and plots on the validation and test sets.
+
+Writes reports/evaluate/<model>/: metrics.json (dvclive; val and test), confusion.json
+(DVC ``confusion`` template, test set), predictions.csv (per-image probabilities, val and
+test) and figures/ (normalised confusion matrix, misclassified test images, learning curves).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from artist_id import stage
+from artist_id.config import load_params
+
+PROCESSED = Path("data/processed")
+log = logging.getLogger("artist_id.stages.evaluate")
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        raise stage.StageError("usage: python -m stages.evaluate <model>")
+    name = sys.argv[1]
+    params = load_params()
+    params.train.model(name)
+
+    import keras
+    from dvclive import Live
+
+    import artist_id.models  # noqa: F401  (registers the custom layers for loading)
+    from artist_id import evaluation as ev
+    from artist_id.training import load_split
+
+    classes = stage.read_json(PROCESSED / "classes.json")["classes"]
+    model = keras.models.load_model(
+        Path("models") / name / "model.keras", compile=False, safe_mode=True
+    )
+    out = stage.fresh_dir(Path("reports/evaluate") / name)
+    figures = out / "figures"
+    figures.mkdir()
+    live = Live(dir=str(out), save_dvc_exp=False, dvcyaml=None)
+    predictions = []
+    results = {}
+    for split in ("val", "test"):
+        data = load_split(PROCESSED / split / "index.csv")
+        proba = np.asarray(model.predict(data.images.astype("float32"), verbose=0))
+        metrics = ev.classification_metrics(data.labels, proba, classes)
+        ev.log_metrics(live, metrics, split)
+        results[split] = (data, proba, metrics)
+        frame = pd.DataFrame(proba.round(6), columns=[f"p_{c}" for c in classes])
+        frame.insert(0, "predicted", proba.argmax(axis=1))
+        frame.insert(0, "label", data.labels)
+        frame.insert(0, "path", data.paths)
+        frame.insert(0, "split", split)
+        predictions.append(frame)
+    live.end()
+    pd.concat(predictions).to_csv(out / "predictions.csv", index=False)
+
+    data, proba, metrics = results["test"]
+    predicted = proba.argmax(axis=1)
+    stage.write_json(out / "confusion.json", ev.confusion_records(data.labels, predicted, classes))
+    ev.plot_confusion(data.labels, predicted, classes, figures / "confusion.png",
+                      title=f"{name}: test confusion matrix (row-normalised)")
+    shown = ev.plot_misclassified(data.paths, data.labels, predicted, proba, classes,
+                                  figures / "misclassified.png",
+                                  max_images=params.evaluate.misclassified)
+    history = ev.read_dvclive_history(Path("reports/train") / name)
+    ev.plot_learning_curves(history, figures / "learning_curves.png", title=f"{name}: training")
+    val = results["val"][2]
+    log.info(
+        "%s: val macro-F1 %.3f | test macro-F1 %.3f, balanced acc %.3f, acc %.3f "
+        "(majority baseline macro-F1 %.3f) | %d misclassified shown",
+        name, val["macro_f1"], metrics["macro_f1"], metrics["balanced_accuracy"],
+        metrics["accuracy"], metrics["majority_baseline"]["macro_f1"], shown,
+    )
+
+
+if __name__ == "__main__":
+    stage.run("evaluate", main)

@@ -1,0 +1,77 @@
+"""train@<model>: fit one model of the zoo -> models/<model>/model.keras, reports/train/<model>/.
+
+Usage: ``python -m stages.train <model>`` (dvc.yaml runs it once per ``train.models`` entry).
+Per-epoch loss, accuracy, val_loss, val_accuracy and learning rate go through dvclive.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from artist_id import stage
+from artist_id.config import load_params
+
+PROCESSED = Path("data/processed")
+log = logging.getLogger("artist_id.stages.train")
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        raise stage.StageError("usage: python -m stages.train <model>")
+    name = sys.argv[1]
+    params = load_params()
+    mp = params.train.model(name)  # unknown names fail before TensorFlow loads
+
+    from dvclive import Live
+    from dvclive.keras import DVCLiveCallback
+
+    from artist_id.models import WeightsError
+    from artist_id.seeding import seed_everything
+    from artist_id.training import load_split, train_model
+
+    stage.expect(WeightsError)
+    seed_everything(params.base.seed)
+    classes = stage.read_json(PROCESSED / "classes.json")
+    names = classes["classes"]
+    class_weight = {i: float(classes["class_weight"][c]) for i, c in enumerate(names)}
+    train = load_split(PROCESSED / "train" / "index.csv")
+    val = load_split(PROCESSED / "val" / "index.csv")
+    log.info(
+        "%s: %d training / %d validation images at %d px, %d classes, weights=%s",
+        name, len(train.labels), len(val.labels), train.images.shape[1], len(names), mp.weights,
+    )
+    out = stage.fresh_dir(Path("models") / name)
+    reports = stage.fresh_dir(Path("reports/train") / name)
+    live = Live(dir=str(reports), save_dvc_exp=False, dvcyaml=None)
+    result = train_model(
+        name, params.train, train, val, len(names), class_weight,
+        seed=params.base.seed, callbacks=[DVCLiveCallback(live=live)],
+    )
+    live.end()
+    result.model.save(out / "model.keras")
+    history = result.history
+    best = min(range(len(history["val_loss"])), key=lambda i: history["val_loss"][i])
+    stage.write_json(reports / "summary.json", {
+        "model": name,
+        "params": int(result.model.count_params()),
+        "epochs_run": result.epochs_run,
+        "best_epoch": best + 1,
+        "best_val_loss": round(history["val_loss"][best], 6),
+        "best_val_accuracy": round(history["val_accuracy"][best], 6),
+        "feature_cache": result.used_feature_cache,
+        "weights": mp.weights,
+    })
+    # Wall time is not a metric (it differs run to run); the leaderboard reads it from here.
+    stage.write_json(reports / "timing.json", {"train_seconds": round(result.seconds, 1)})
+    log.info(
+        "%s: best epoch %d/%d  val_loss %.4f  val_accuracy %.3f  %s params  %.1f s%s",
+        name, best + 1, result.epochs_run, history["val_loss"][best],
+        history["val_accuracy"][best], f"{result.model.count_params():,}", result.seconds,
+        "  (feature cache)" if result.used_feature_cache else "",
+    )
+
+
+if __name__ == "__main__":
+    stage.run("train", main)

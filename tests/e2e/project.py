@@ -1,0 +1,98 @@
+"""Helpers for the e2e tier: a temporary copy of the repository driven through `dvc`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.conftest import REPO
+
+COPY = ["dvc.yaml", "params.yaml", "pyproject.toml", "stages", "src", ".dvcignore"]
+
+
+def tiny_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Small enough for a CI minute: 6 artists, 32 px, 2 epochs."""
+    params["base"]["image_size"] = 32
+    params["sample"].update(paintings=[16, 14, 12, 5, 4, 3], min_side=48, max_side=96,
+                            greyscale=2, near_duplicates=2)
+    params["ingest"]["max_side"] = 96
+    params["select"]["min_paintings"] = 10
+    params["augment"].update(copies=1, preview=2)
+    params["train"].update(epochs=2, batch_size=16, patience=2)
+    params["evaluate"]["misclassified"] = 4
+    return params
+
+
+def make_project(root: Path) -> Path:
+    """Copy the pipeline's files into ``root``, shrink the params, make a git repo."""
+    for name in COPY:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, root / name)
+    (root / ".dvc").mkdir()
+    shutil.copy2(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    (root / ".gitignore").write_text("__pycache__/\n")
+    params = tiny_params(yaml.safe_load((root / "params.yaml").read_text()))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git(root, "init", "-q")
+    commit(root, "initial")  # dvclive needs a commit to exist
+    return root
+
+
+def git(root: Path, *args: str) -> str:
+    proc = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+        cwd=root, check=True, capture_output=True, text=True,
+    )
+    return proc.stdout
+
+
+def commit(root: Path, message: str) -> None:
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "--allow-empty", "-m", message)
+
+
+def env_for(root: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    # the copy's own code, not the editable install of the original checkout
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "src"), str(root)])
+    env["DVC_NO_ANALYTICS"] = "1"
+    env.update(extra)
+    return env
+
+
+def dvc(root: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    bindir = Path(sys.executable).parent
+    proc = subprocess.run([str(bindir / "dvc"), *args], cwd=root, env=env_for(root),
+                          text=True, capture_output=True, timeout=1800)
+    if ok and proc.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def ran(proc: subprocess.CompletedProcess[str]) -> set[str]:
+    """Names of the stages a `dvc repro` ran."""
+    return {line.split("'")[1] for line in proc.stdout.splitlines()
+            if line.startswith("Running stage")}
+
+
+def set_params(root: Path, **changes: object) -> None:
+    """``set_params(root, select__val_fraction=0.2)`` edits params.yaml in place."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        node = params
+        *parents, key = dotted.split("__")
+        for part in parents:
+            node = node[part]
+        node[key] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -1,0 +1,90 @@
+"""The whole pipeline, models included, in a temporary copy with tiny params."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.project import commit, dvc, env_for, make_project, ran, set_params
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = make_project(tmp_path_factory.mktemp("models"))
+    proc = dvc(root, "repro")
+    root.joinpath(".repro-ran").write_text("\n".join(sorted(ran(proc))))
+    commit(root, "first run")
+    return root
+
+
+def train_models(root: Path) -> list[str]:
+    import yaml
+
+    return list(yaml.safe_load((root / "params.yaml").read_text())["train"]["models"])
+
+
+def test_every_model_is_trained_evaluated_and_ranked(project: Path) -> None:
+    stages = set(project.joinpath(".repro-ran").read_text().split())
+    names = train_models(project)
+    assert {f"train@{m}" for m in names} | {f"evaluate@{m}" for m in names} <= stages
+    assert "leaderboard" in stages
+    metrics = json.loads(dvc(project, "metrics", "show", "--json").stdout)
+    files = next(iter(metrics.values()))["data"]
+    for m in names:
+        data = files[f"reports/evaluate/{m}/metrics.json"]["data"]
+        assert {"accuracy", "balanced_accuracy", "macro_f1", "top2_accuracy", "log_loss",
+                "weighted_f1", "per_class", "majority_baseline"} <= set(data["test"])
+        assert f"reports/train/{m}/metrics.json" in files
+        for fig in ("confusion.png", "misclassified.png", "learning_curves.png"):
+            assert (project / "reports/evaluate" / m / "figures" / fig).is_file()
+    best = json.loads((project / "models/best.json").read_text())
+    assert best["model"] in names and best["chosen_by"] == "val/macro_f1"
+    board = json.loads((project / "reports/leaderboard.json").read_text())
+    assert board["models"][0]["model"] == best["model"]
+    assert sorted(r["model"] for r in board["models"]) == sorted(names)
+    assert best["model"] in (project / "reports/leaderboard.md").read_text()
+
+
+def test_plots_render_confusion_matrices_and_learning_curves(project: Path) -> None:
+    dvc(project, "plots", "show", "-o", "plots_html")
+    html = (project / "plots_html" / "index.html").read_text()
+    for m in train_models(project):
+        assert f"reports/evaluate/{m}/confusion.json" in html
+        assert f"reports/train/{m}/plots/metrics" in html
+
+
+def test_experiment_with_fewer_epochs_shows_in_metrics_diff(project: Path) -> None:
+    proc = dvc(project, "exp", "run", "-S", "train.epochs=1")
+    assert {"train@cnn_small", "evaluate@cnn_small", "leaderboard"} <= ran(proc)
+    assert "sample" not in ran(proc) and "augment" not in ran(proc)
+    diff = dvc(project, "metrics", "diff", "--md").stdout
+    assert "reports/train/cnn_small/metrics.json" in diff and "step" in diff
+    dvc(project, "exp", "apply", "--help")  # the usual follow-ups exist
+    subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=project, check=True)
+    dvc(project, "checkout", "-f")
+
+
+def test_imagenet_offline_fails_fast_with_the_file_to_fetch(project: Path,
+                                                           tmp_path: Path) -> None:
+    set_params(project, train__vgg16__weights="imagenet")
+    try:
+        env = env_for(project, KERAS_HOME=str(tmp_path / "keras"),
+                      # an offline machine: every HTTP(S) connection is refused at once
+                      HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9",
+                      https_proxy="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9")
+        proc = subprocess.run([sys.executable, "-m", "stages.train", "vgg16"], cwd=project,
+                              env=env, text=True, capture_output=True, timeout=600)
+    finally:
+        subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=project, check=True)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in proc.stderr
+    assert "hed-bsds500" in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("train: ")

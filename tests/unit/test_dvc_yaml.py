@@ -1,0 +1,66 @@
+"""dvc.yaml keeps the stage contract: one name per stage, every imported code file a dep."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from artist_id.config import load_params
+from tests.conftest import REPO
+
+DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
+STAGES = DVC["stages"]
+
+
+def local_imports(path: Path) -> set[str]:
+    """artist_id modules imported anywhere in ``path`` (function-level imports included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == "artist_id":
+                found |= {f"artist_id.{a.name}" for a in node.names}
+            elif node.module.startswith("artist_id."):
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("artist_id.")}
+    return {m for m in found if (REPO / "src" / (m.replace(".", "/") + ".py")).exists()}
+
+
+def closure(path: Path) -> set[str]:
+    todo, seen = [path], set()
+    while todo:
+        for module in local_imports(todo.pop()):
+            file = f"src/{module.replace('.', '/')}.py"
+            if file not in seen:
+                seen.add(file)
+                todo.append(REPO / file)
+    return seen
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_lists_every_code_file_it_imports(name: str) -> None:
+    stage = STAGES[name]
+    assert stage["cmd"].startswith(f"python -m stages.{name}")
+    deps = set(stage["deps"])
+    assert f"stages/{name}.py" in deps
+    missing = closure(REPO / "stages" / f"{name}.py") - deps
+    assert not missing, f"{name}: dvc.yaml deps lack {sorted(missing)}"
+    stale = {d for d in deps if d.startswith("src/")} - closure(REPO / "stages" / f"{name}.py")
+    assert not stale, f"{name}: dvc.yaml lists code the stage does not import: {sorted(stale)}"
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_params_exist_in_params_yaml(name: str) -> None:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for key in STAGES[name].get("params", []):
+        node = params
+        for part in key.replace("${item.model}", params["train"]["models"][0]).split("."):
+            assert part in node, f"{name}: params.yaml has no {key}"
+            node = node[part]
+
+
+def test_default_params_parse() -> None:
+    load_params(REPO / "params.yaml")
