@@ -11,7 +11,6 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from artist_id import stage
@@ -33,7 +32,7 @@ def main() -> None:
 
     import artist_id.models  # noqa: F401  (registers the custom layers for loading)
     from artist_id import evaluation as ev
-    from artist_id.training import load_split
+    from artist_id.training import load_split, predict
 
     classes = stage.read_json(PROCESSED / "classes.json")["classes"]
     model = keras.models.load_model(
@@ -47,7 +46,7 @@ def main() -> None:
     results = {}
     for split in ("val", "test"):
         data = load_split(PROCESSED / split / "index.csv")
-        proba = np.asarray(model.predict(data.images.astype("float32"), verbose=0))
+        proba = predict(model, data)
         metrics = ev.classification_metrics(data.labels, proba, classes)
         ev.log_metrics(live, metrics, split)
         results[split] = (data, proba, metrics)

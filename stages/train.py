@@ -40,7 +40,7 @@ def main() -> None:
     val = load_split(PROCESSED / "val" / "index.csv")
     log.info(
         "%s: %d training / %d validation images at %d px, %d classes, weights=%s",
-        name, len(train.labels), len(val.labels), train.images.shape[1], len(names), mp.weights,
+        name, len(train.labels), len(val.labels), train.image_size, len(names), mp.weights,
     )
     out = stage.fresh_dir(Path("models") / name)
     reports = stage.fresh_dir(Path("reports/train") / name)

@@ -84,3 +84,35 @@ def kaggle_dir(tmp_path: Path) -> Path:
         return mojibake(name).replace(" ", "_") if "ü" in name else name.replace(" ", "_")
 
     return write_kaggle(tmp_path / "kaggle", counts, folder_name=folder)
+
+
+_SPLIT_DIRS: list[Path] = []
+
+
+def split_from_arrays(images: np.ndarray, labels: np.ndarray, root: Path | None = None):  # type: ignore[no-untyped-def]
+    """A training ``Split`` backed by real PNG files (as the augment stage writes them)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from artist_id.training import Split
+
+    if root is None:
+        root = Path(tempfile.mkdtemp(prefix="artist-id-split-"))
+        if not _SPLIT_DIRS:
+            atexit.register(lambda: [shutil.rmtree(d, ignore_errors=True) for d in _SPLIT_DIRS])
+        _SPLIT_DIRS.append(root)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, array in enumerate(images):
+        path = root / f"img{i:04d}.png"
+        Image.fromarray(array.astype("uint8")).save(path)
+        paths.append(str(path))
+    return Split(paths, np.asarray(labels), int(images.shape[1]))
+
+
+def split_images(split) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The split's images as a float32 batch, read back from its files."""
+    return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in split.paths]).astype(
+        "float32"
+    )

@@ -107,6 +107,13 @@ class ModelParams:
     fine_tune_layers: int = 0
     fine_tune_epochs: int = 0
     fine_tune_learning_rate: float = 1e-5
+    # per-model overrides of train.epochs / train.patience (a cached-feature head is cheap)
+    epochs: int | None = None
+    patience: int | None = None
+    # style_stats only (an error for the other models):
+    layers: tuple[str, ...] = ()  # VGG16 layers whose channel mean/std are the features
+    image_size: int | None = None  # working size inside the model; None = base.image_size
+    l2: float = 0.0  # L2 penalty on the head's Dense kernels
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,7 @@ class TrainParams:
     cnn_deep: ModelParams
     vgg16: ModelParams
     resnet50: ModelParams
+    style_stats: ModelParams
 
     def model(self, name: str) -> ModelParams:
         if name not in self.models or not hasattr(self, name):
@@ -266,6 +274,9 @@ def _check_ranges(p: Params) -> None:
         if not hasattr(p.train, name):
             raise ConfigError(f"train.models: unknown model {name!r}")
     need(p.train.batch_size >= 1 and p.train.epochs >= 1, "train: batch_size, epochs >= 1")
+    ss = p.train.style_stats
+    need(ss.image_size is None or ss.image_size >= 32,
+         "train.style_stats.image_size must be >= 32 (or null for base.image_size)")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

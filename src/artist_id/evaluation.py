@@ -28,7 +28,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from PIL import Image
+from PIL import Image, ImageOps
 from sklearn.dummy import DummyClassifier
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
@@ -200,7 +200,8 @@ def log_metrics(live: Live, metrics: dict[str, Any], prefix: str, *, plot: bool 
     """Log :func:`classification_metrics` output into ``live`` under ``<prefix>/...``.
 
     Scalars become ``<prefix>/<name>``, the per-class report ``<prefix>/per_class/<class>/<m>``
-    and the baseline ``<prefix>/majority_baseline/<m>``; string values (the baseline class) are skipped.
+    and the baseline ``<prefix>/majority_baseline/<m>``; string values (the baseline class)
+    are skipped.
     Keys are logged in sorted order so ``metrics.json`` is the same for the same numbers.
     ``plot=False`` keeps these one-off values out of ``plots/metrics/*.tsv``.
     """
@@ -292,7 +293,8 @@ def _thumbnail(path: str, size: int) -> npt.NDArray[np.uint8]:
     except images.ImageError as exc:
         log.warning("misclassified sheet: cannot read %s: %s", path, exc)
         return np.asarray(cell, dtype=np.uint8)
-    img.thumbnail((size, size), Image.Resampling.LANCZOS)
+    # model inputs are small (64 px by default): scale up as well as down to fill the cell
+    img = ImageOps.contain(img, (size, size), Image.Resampling.LANCZOS)
     cell.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
     return np.asarray(cell, dtype=np.uint8)
 

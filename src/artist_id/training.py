@@ -8,10 +8,8 @@ model (trunk + head share layer objects), so evaluation and serving cannot tell.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,38 +26,69 @@ AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
 
 @dataclass(frozen=True)
 class Split:
-    """One split's images as arrays (small enough to hold in memory) plus labels."""
+    """One split: square RGB image files (as the augment stage writes them) and labels."""
 
-    images: np.ndarray  # (n, s, s, 3) uint8
-    labels: np.ndarray  # (n,) int
     paths: list[str]
+    labels: np.ndarray  # (n,) int
+    image_size: int
 
 
 def load_split(index_csv: Path) -> Split:
-    """Read a split written by the augment stage (PNG files listed in ``index.csv``)."""
+    """Read a split's ``index.csv`` (written by the augment stage)."""
     from PIL import Image
 
     index = pd.read_csv(index_csv, dtype={"path": str, "label": int})
-    arrays = []
-    for path in index["path"]:
-        with Image.open(path) as img:
-            arrays.append(np.asarray(img.convert("RGB"), dtype="uint8"))
-    if not arrays:
+    if index.empty:
         raise ValueError(f"{index_csv} lists no images")
-    return Split(np.stack(arrays), index["label"].to_numpy(), list(index["path"]))
+    with Image.open(index["path"].iloc[0]) as first:
+        size = first.width
+    return Split(list(index["path"]), index["label"].to_numpy(), size)
 
 
-def dataset(
-    x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, seed: int
+def image_dataset(
+    split: Split, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+    labels: bool = True,
 ) -> Any:
-    """A ``tf.data`` pipeline: (optionally) seeded shuffle, batch, cache, prefetch."""
+    """``tf.data`` over the split's files: read, decode, cache, (seeded shuffle), batch, prefetch.
+
+    Decoding runs in parallel but ``deterministic=True`` keeps the order, so training stays
+    reproducible; ``cache()`` keeps decoded images in memory after the first epoch.
+    """
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    size = split.image_size
+
+    def decode(path: Any) -> Any:
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        return tf.ensure_shape(tf.cast(image, tf.float32), (size, size, 3))
+
+    paths = tf.data.Dataset.from_tensor_slices(split.paths)
+    images = paths.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+    ds = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(split.labels)))
+    if not labels:
+        ds = images
     ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(len(split.paths), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def feature_dataset(
+    x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, seed: int
+) -> Any:
+    """``tf.data`` over cached trunk features: (seeded shuffle), batch, prefetch."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def predict(model: Any, split: Split, batch_size: int = 32) -> np.ndarray:
+    """Class probabilities for every image of ``split``, in index order."""
+    ds = image_dataset(split, batch_size, labels=False)
+    return np.asarray(model.predict(ds, verbose=0))
 
 
 def make_strategy(name: str) -> Any:
@@ -82,6 +111,16 @@ def optimizer(name: str, learning_rate: float) -> Any:
     if name == "rmsprop":
         return keras.optimizers.RMSprop(learning_rate=learning_rate)
     return keras.optimizers.Adam(learning_rate=learning_rate)
+
+
+def compile_for_training(model: Any, name: str, learning_rate: float, strategy: Any) -> None:
+    """Compile for sparse-label classification under ``strategy`` (variables live there)."""
+    with strategy.scope():
+        model.compile(
+            optimizer=optimizer(name, learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
 
 
 def _callbacks(patience: int, extra: list[Any]) -> list[Any]:
@@ -129,10 +168,9 @@ def build(name: str, mp: ModelParams, image_size: int, num_classes: int) -> Any:
         dense=mp.dense,
         dropout=mp.dropout,
         trainable_trunk_layers=max(0, mp.trainable_trunk_layers),
-        # style_stats settings; getattr so this also runs with a ModelParams without them
-        layers=tuple(getattr(mp, "layers", ())),
-        stats_image_size=getattr(mp, "image_size", None),
-        l2=float(getattr(mp, "l2", 0.0)),
+        layers=mp.layers,  # the style_stats settings (ModelSpec rejects them elsewhere)
+        stats_image_size=mp.image_size,
+        l2=mp.l2,
     )
     model = build_model(spec)
     if mp.trainable_trunk_layers < 0:
@@ -188,19 +226,16 @@ def train_model(
 
     ``use_cache`` overrides ``tp.cache_features`` (the benchmark compares both paths).
     """
-    import keras
 
     mp = tp.model(name)
-    image_size = int(train.images.shape[1])
+    image_size = train.image_size
+    epochs = mp.epochs or tp.epochs
+    patience = mp.patience or tp.patience
     cache = tp.cache_features if use_cache is None else use_cache
     strategy = make_strategy(tp.strategy)
     with strategy.scope():
         model = build(name, mp, image_size, num_classes)
-        model.compile(
-            optimizer=optimizer(mp.optimizer, mp.learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+    compile_for_training(model, mp.optimizer, mp.learning_rate, strategy)
     extra = callbacks or []
     start = time.perf_counter()
     use_feature_cache = cache and frozen_trunk(name, mp)
@@ -208,25 +243,25 @@ def train_model(
         history = _fit_head_on_features(
             model, tp, train, val, class_weight, seed=seed, callbacks=extra, verbose=verbose,
             strategy=strategy, learning_rate=mp.learning_rate, opt=mp.optimizer,
+            epochs=epochs, patience=patience,
         )
     else:
         _adapt_normalization_on_trunk(model, train, tp.batch_size)
         history = _fit(
             model,
-            dataset(train.images, train.labels, tp.batch_size, shuffle=True, seed=seed),
-            dataset(val.images, val.labels, tp.batch_size, shuffle=False, seed=seed),
-            epochs=tp.epochs,
+            image_dataset(train, tp.batch_size, shuffle=True, seed=seed),
+            image_dataset(val, tp.batch_size),
+            epochs=epochs,
             class_weight=class_weight,
-            callbacks=_callbacks(tp.patience, extra),
+            callbacks=_callbacks(patience, extra),
             verbose=verbose,
         )
     if mp.fine_tune_layers and mp.fine_tune_epochs:
         history = _merge(history, _fine_tune(model, name, mp, tp, train, val, class_weight,
                                              seed=seed, callbacks=extra, verbose=verbose,
-                                             strategy=strategy))
+                                             strategy=strategy, patience=patience))
     seconds = time.perf_counter() - start
     epochs_run = len(history.get("loss", []))
-    del keras
     return TrainResult(model, history, seconds, use_feature_cache, epochs_run)
 
 
@@ -247,33 +282,31 @@ def _fit_head_on_features(
     strategy: Any,
     learning_rate: float,
     opt: str,
+    epochs: int,
+    patience: int,
 ) -> dict[str, list[float]]:
     """The fast path: trunk features once per image, then many epochs of the head alone."""
     from artist_id.models import adapt_head_normalization, split_trunk_head
 
-    trunk, head = split_trunk_head(model)
+    with strategy.scope():  # Keras models bind the strategy they are created under
+        trunk, head = split_trunk_head(model)
     t0 = time.perf_counter()
-    f_train = extract_features(trunk, train.images, tp.batch_size)
-    f_val = extract_features(trunk, val.images, tp.batch_size)
+    f_train = extract_features(trunk, train, tp.batch_size)
+    f_val = extract_features(trunk, val, tp.batch_size)
     log.info(
         "feature cache: %d + %d images -> %s features in %.1f s",
         len(f_train), len(f_val), f_train.shape[1:], time.perf_counter() - t0,
     )
     if adapt_head_normalization(head, f_train):  # style_stats: standardise on TRAIN features
         log.info("head normalization adapted on %d training feature vectors", len(f_train))
-    with strategy.scope():
-        head.compile(
-            optimizer=optimizer(opt, learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+    compile_for_training(head, opt, learning_rate, strategy)
     return _fit(
         head,
-        dataset(f_train, train.labels, tp.batch_size, shuffle=True, seed=seed),
-        dataset(f_val, val.labels, tp.batch_size, shuffle=False, seed=seed),
-        epochs=tp.epochs,
+        feature_dataset(f_train, train.labels, tp.batch_size, shuffle=True, seed=seed),
+        feature_dataset(f_val, val.labels, tp.batch_size, shuffle=False, seed=seed),
+        epochs=epochs,
         class_weight=class_weight,
-        callbacks=_callbacks(tp.patience, callbacks),
+        callbacks=_callbacks(patience, callbacks),
         verbose=verbose,
     )
 
@@ -290,13 +323,13 @@ def _adapt_normalization_on_trunk(model: Any, train: Split, batch_size: int) -> 
     if not any(isinstance(layer, keras.layers.Normalization) for layer in model.layers):
         return
     trunk, head = split_trunk_head(model)
-    if adapt_head_normalization(head, extract_features(trunk, train.images, batch_size)):
+    if adapt_head_normalization(head, extract_features(trunk, train, batch_size)):
         log.info("head normalization adapted on %d training images", len(train.labels))
 
 
-def extract_features(trunk: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """Run the frozen trunk once over ``images`` (inference mode)."""
-    return np.asarray(trunk.predict(images.astype("float32"), batch_size=batch_size, verbose=0))
+def extract_features(trunk: Any, split: Split, batch_size: int) -> np.ndarray:
+    """Run the frozen trunk once over the split's images (inference mode)."""
+    return predict(trunk, split, batch_size)
 
 
 def _fine_tune(
@@ -312,6 +345,7 @@ def _fine_tune(
     callbacks: list[Any],
     verbose: int,
     strategy: Any,
+    patience: int,
 ) -> dict[str, list[float]]:
     """Phase 2: unfreeze the last ``fine_tune_layers`` conv layers, train at a lower rate."""
     import keras
@@ -323,28 +357,13 @@ def _fine_tune(
         "%s: fine-tuning the last %d conv layers for %d epochs at lr=%g",
         name, mp.fine_tune_layers, mp.fine_tune_epochs, mp.fine_tune_learning_rate,
     )
-    with strategy.scope():
-        model.compile(
-            optimizer=optimizer(mp.optimizer, mp.fine_tune_learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+    compile_for_training(model, mp.optimizer, mp.fine_tune_learning_rate, strategy)
     return _fit(
         model,
-        dataset(train.images, train.labels, tp.batch_size, shuffle=True, seed=seed + 1),
-        dataset(val.images, val.labels, tp.batch_size, shuffle=False, seed=seed),
+        image_dataset(train, tp.batch_size, shuffle=True, seed=seed + 1),
+        image_dataset(val, tp.batch_size),
         epochs=mp.fine_tune_epochs,
         class_weight=class_weight,
-        callbacks=_callbacks(tp.patience, callbacks),
+        callbacks=_callbacks(patience, callbacks),
         verbose=verbose,
     )
-
-
-@contextlib.contextmanager
-def timer() -> Iterator[dict[str, float]]:
-    out: dict[str, float] = {}
-    start = time.perf_counter()
-    try:
-        yield out
-    finally:
-        out["seconds"] = time.perf_counter() - start

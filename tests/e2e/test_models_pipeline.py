@@ -54,9 +54,10 @@ def test_every_model_is_trained_evaluated_and_ranked(project: Path) -> None:
 def test_plots_render_confusion_matrices_and_learning_curves(project: Path) -> None:
     dvc(project, "plots", "show", "-o", "plots_html")
     html = (project / "plots_html" / "index.html").read_text()
-    for m in train_models(project):
-        assert f"reports/evaluate/{m}/confusion.json" in html
-        assert f"reports/train/{m}/plots/metrics" in html
+    for m in train_models(project):  # DVC names each plot's <div> after its file
+        assert f'id = "reports_evaluate_{m}_confusion_json"' in html
+        for curve in ("train_loss", "eval_loss", "eval_accuracy", "train_learning_rate"):
+            assert f'id = "reports_train_{m}_plots_metrics_{curve}_tsv"' in html
 
 
 def test_experiment_with_fewer_epochs_shows_in_metrics_diff(project: Path) -> None:

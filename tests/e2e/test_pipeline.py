@@ -48,7 +48,7 @@ def test_select_param_change_reruns_only_select_and_later(project: Path) -> None
     set_params(project, select__val_fraction=0.25)
     proc = dvc(project, "repro", *DATA_STAGES)
     assert ran(proc) == {"select", "augment"}, proc.stdout
-    assert dvc(project, "status").stdout.strip().endswith("up to date.")
+    assert dvc(project, "status", *DATA_STAGES).stdout.strip().endswith("up to date.")
 
 
 def test_corrupt_source_files_are_quarantined_and_the_run_continues(project: Path) -> None:

@@ -9,12 +9,13 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from artist_id.config import ModelParams, TrainParams
-from tests.conftest import REPO
+from tests.conftest import REPO, split_from_arrays, split_images
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +25,7 @@ SIZE = 32
 def tiny_params(**overrides: object) -> TrainParams:
     cnn = ModelParams(learning_rate=0.001, dense=(16, 8), dropout=0.2)
     params = TrainParams(
-        models=("cnn_small", "cnn_deep", "vgg16", "resnet50"),
+        models=("cnn_small", "cnn_deep", "vgg16", "resnet50", "style_stats"),
         strategy="default",
         batch_size=8,
         epochs=2,
@@ -34,18 +35,17 @@ def tiny_params(**overrides: object) -> TrainParams:
         cnn_deep=cnn,
         vgg16=ModelParams(learning_rate=0.001, weights="none", dense=(16,)),
         resnet50=ModelParams(learning_rate=0.001, weights="none", dense=(16, 8)),
+        style_stats=ModelParams(learning_rate=0.001, weights="none", l2=0.001),
     )
     return dataclasses.replace(params, **overrides)  # type: ignore[arg-type]
 
 
-def tiny_split(n: int, seed: int) -> object:
-    from artist_id.training import Split
-
+def tiny_split(n: int, seed: int) -> Any:
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 3
     images = rng.integers(0, 255, size=(n, SIZE, SIZE, 3)).astype("uint8")
     images[..., 0] = np.where(labels[:, None, None] == 0, 250, images[..., 0])  # learnable
-    return Split(images, labels, [f"img{i}.png" for i in range(n)])
+    return split_from_arrays(images, labels)
 
 
 def test_feature_cache_trains_the_head_of_the_full_model(tmp_path: Path) -> None:
@@ -65,8 +65,8 @@ def test_feature_cache_trains_the_head_of_the_full_model(tmp_path: Path) -> None
     model.save(path)
     reloaded = keras.models.load_model(path, safe_mode=True)
     trunk, head = split_trunk_head(reloaded)
-    x = val.images.astype("float32")
-    via_features = np.asarray(head.predict(extract_features(trunk, val.images, 4), verbose=0))
+    x = split_images(val)
+    via_features = np.asarray(head.predict(extract_features(trunk, val, 4), verbose=0))
     full = np.asarray(reloaded.predict(x, verbose=0))
     np.testing.assert_allclose(full, via_features, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(full, np.asarray(model.predict(x, verbose=0)), atol=1e-6)
@@ -141,3 +141,41 @@ def test_mirrored_strategy_on_two_logical_cpus() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"replicas": 2, "epochs": 2, "finite": True}
+
+
+def test_two_phase_fine_tuning_trains_only_the_last_convs() -> None:
+    from artist_id.seeding import seed_everything
+    from artist_id.training import train_model
+
+    seed_everything(0)
+    vgg = ModelParams(learning_rate=0.001, weights="none", dense=(16,), fine_tune_layers=1,
+                      fine_tune_epochs=1, fine_tune_learning_rate=0.01)
+    params = tiny_params(vgg16=vgg)
+    from artist_id.training import build
+
+    reference = build("vgg16", vgg, SIZE, 3)
+    before = {layer.name: [w.copy() for w in layer.get_weights()] for layer in reference.layers}
+    seed_everything(0)
+    result = train_model("vgg16", params, tiny_split(24, 1), tiny_split(9, 2), 3, None,
+                         seed=0, verbose=0)
+    assert len(result.history["loss"]) == 2 + 1  # head phase, then one fine-tuning epoch
+    after = result.model
+
+    def changed(name: str) -> bool:
+        return any(not np.array_equal(a, b) for a, b in
+                   zip(before[name], after.get_layer(name).get_weights(), strict=True))
+
+    assert changed("block5_conv3") and changed("head_probs")
+    assert not changed("block5_conv2") and not changed("block1_conv1")
+
+
+def test_minus_one_makes_the_whole_trunk_trainable() -> None:
+    from artist_id.training import build, frozen_trunk
+
+    mp = ModelParams(learning_rate=0.001, weights="none", dense=(8, 4), trainable_trunk_layers=-1)
+    model = build("resnet50", mp, SIZE, 3)
+    assert all(layer.trainable for layer in model.layers if layer.weights)
+    assert not frozen_trunk("resnet50", mp)
+    frozen = build("resnet50", dataclasses.replace(mp, trainable_trunk_layers=0), SIZE, 3)
+    assert not frozen.get_layer("conv1_conv").trainable
+    assert frozen_trunk("resnet50", dataclasses.replace(mp, trainable_trunk_layers=0))
