@@ -37,13 +37,15 @@ def main() -> None:
 
     params = load_params()
     # a patience above the epoch count: both runs do exactly --epochs epochs
-    tp = dataclasses.replace(params.train, epochs=args.epochs, patience=args.epochs + 1)
+    mp = dataclasses.replace(params.train.model(args.model), epochs=args.epochs,
+                             patience=args.epochs + 1)
+    tp = dataclasses.replace(params.train, **{args.model: mp})
     classes = read_json(PROCESSED / "classes.json")["classes"]
     train = load_split(PROCESSED / "train" / "index.csv")
     val = load_split(PROCESSED / "val" / "index.csv")
     weights = tp.model(args.model).weights
     print(f"{args.model}: {len(train.labels)} train / {len(val.labels)} val images at "
-          f"{train.images.shape[1]} px, {args.epochs} epochs, weights={weights}")
+          f"{train.image_size} px, {args.epochs} epochs, weights={weights}")
 
     times = {}
     for label, cache in (("naive (trunk forward every epoch)", False),
