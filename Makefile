@@ -11,7 +11,9 @@ export BENTOML_DO_NOT_TRACK := true
 export TF_CPP_MIN_LOG_LEVEL := 3
 export KERAS_BACKEND := tensorflow
 
-.PHONY: install repro test lint format clean
+.PHONY: install repro test lint format clean bento serve
+
+BENTO_MODEL := models/bento/artist-id.tar
 
 install: $(STAMP)  ## create .venv and install the project with its dev tools
 
@@ -26,6 +28,14 @@ repro: install  ## run the whole DVC pipeline (offline, on the embedded sample b
 
 test: install  ## the whole test suite (unit, data, model, service, e2e)
 	$(BIN)/python -m pytest
+
+bento: install  ## import the packaged model into the BentoML store and build the Bento
+	@test -f $(BENTO_MODEL) || { echo "$(BENTO_MODEL) is missing: run 'make repro' first" >&2; exit 1; }
+	$(BIN)/python -m artist_id.packaging import $(BENTO_MODEL)
+	$(BIN)/bentoml build
+
+serve: bento  ## serve the Bento on http://localhost:3000 (Ctrl+C to stop)
+	$(BIN)/bentoml serve artist_id:latest --port 3000
 
 lint: install  ## ruff + mypy
 	$(BIN)/ruff check .

@@ -148,6 +148,31 @@ class LeaderboardParams:
 
 
 @dataclass(frozen=True)
+class PackageParams:
+    """The packaged service: "unknown" threshold and input limits."""
+
+    unknown_precision: float  # validation precision the "unknown" threshold must reach
+    top_k: int  # default length of top_k in answers
+    max_bytes: int  # per uploaded image, checked before decoding
+    max_pixels: int  # per image, checked from the header before decoding
+    formats: tuple[str, ...]  # Pillow format names the service decodes
+    max_request_bytes: int  # whole request body, enforced by the server middleware
+    max_images: int  # images per /predict_batch request
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.unknown_precision <= 1.0:
+            raise ConfigError("package.unknown_precision must be in (0, 1]")
+        if self.top_k < 1:
+            raise ConfigError("package.top_k must be at least 1")
+        if min(self.max_bytes, self.max_pixels, self.max_request_bytes, self.max_images) < 1:
+            raise ConfigError("package: max_bytes, max_pixels, max_request_bytes, max_images > 0")
+        if self.max_request_bytes < self.max_bytes:
+            raise ConfigError("package.max_request_bytes must be at least package.max_bytes")
+        if not self.formats:
+            raise ConfigError("package.formats needs at least one format")
+
+
+@dataclass(frozen=True)
 class Params:
     base: BaseParams
     data: DataParams
@@ -160,6 +185,7 @@ class Params:
     train: TrainParams
     evaluate: EvaluateParams
     leaderboard: LeaderboardParams
+    package: PackageParams
     # Sections owned by later stages; kept as plain mappings until their dataclasses exist.
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -1,0 +1,443 @@
+"""Package the best model for serving: labels, artist metadata, the "unknown" threshold.
+
+The package stage turns the pipeline's outputs into one BentoML model holding ``model.keras``
+(copied byte for byte from ``models/<best>/model.keras``) and ``artist_id.json``, the
+:class:`ServingMetadata` the service reads: class names in label order with each artist's
+genre / nationality / years, the input size, the validation and test metrics, the "unknown"
+threshold, the request limits and the provenance (params hash, git revision). The BentoML
+model is then exported to a single file that DVC tracks, so a clone with the DVC cache can
+rebuild the service (``make bento``) without re-training.
+
+Nothing here is pickled: BentoML's ``custom_objects`` (cloudpickle) are not used, and the
+Keras file is loaded only with ``safe_mode=True``.
+
+Run as ``python -m artist_id.packaging import models/bento/artist-id.tar`` to import the exported
+model into the local BentoML store (idempotent; used by ``make bento``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import subprocess
+import sys
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "artist-id"
+"""Name of the BentoML model (the tag is ``artist-id:<content hash>``)."""
+MODEL_FILE = "model.keras"
+METADATA_FILE = "artist_id.json"
+METADATA_FORMAT = 1
+
+
+class PackagingError(ValueError):
+    """The pipeline outputs cannot be packaged; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class ArtistInfo:
+    """One class of the model, with what artists.csv says about the artist."""
+
+    artist: str
+    genre: str
+    nationality: str
+    years: str
+
+
+@dataclass(frozen=True)
+class UnknownThreshold:
+    """The top-1 probability below which the service answers ``unknown: true``.
+
+    Chosen on the validation set: the lowest top-1 probability ``t`` such that the
+    predictions with top-1 probability >= ``t`` are right at least ``target_precision`` of
+    the time. ``val_precision`` and ``val_coverage`` are that precision and the share of
+    validation images answered (not "unknown") at ``t``; ``reached`` is False when no
+    threshold reaches the target (then ``t`` is 1.0 and almost everything is "unknown").
+    """
+
+    threshold: float
+    target_precision: float
+    val_precision: float
+    val_coverage: float
+    val_images: int
+    reached: bool
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the service accepts: per-image bytes and pixels, formats, request size, batch."""
+
+    max_bytes: int
+    max_pixels: int
+    formats: tuple[str, ...]
+    max_request_bytes: int
+    max_images: int
+
+    def __post_init__(self) -> None:
+        if min(self.max_bytes, self.max_pixels, self.max_request_bytes, self.max_images) < 1:
+            raise PackagingError(f"limits must be positive: {self}")
+        if self.max_request_bytes < self.max_bytes:
+            raise PackagingError(
+                f"max_request_bytes ({self.max_request_bytes:,}) must be at least max_bytes "
+                f"({self.max_bytes:,}), or no image of the allowed size could be sent"
+            )
+
+
+@dataclass(frozen=True)
+class ServingMetadata:
+    """Everything the service needs besides the Keras file (``artist_id.json``)."""
+
+    model: str  # architecture, e.g. "vgg16"
+    image_size: int
+    classes: tuple[ArtistInfo, ...]
+    unknown: UnknownThreshold
+    metrics: dict[str, Any]  # {"chosen_by": ..., "val": {...}, "test": {...}}
+    limits: Limits
+    default_top_k: int
+    provenance: dict[str, Any] = field(default_factory=dict)  # params hash, git revision
+    model_sha256: str = ""
+    format: int = METADATA_FORMAT
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.artist for c in self.classes]
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["limits"]["formats"] = list(self.limits.formats)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ServingMetadata:
+        if data.get("format") != METADATA_FORMAT:
+            raise PackagingError(
+                f"{METADATA_FILE} has format {data.get('format')!r}, this code reads "
+                f"{METADATA_FORMAT}: re-run the package stage"
+            )
+        limits = dict(data["limits"])
+        limits["formats"] = tuple(limits["formats"])
+        return cls(
+            model=str(data["model"]),
+            image_size=int(data["image_size"]),
+            classes=tuple(ArtistInfo(**c) for c in data["classes"]),
+            unknown=UnknownThreshold(**data["unknown"]),
+            metrics=dict(data["metrics"]),
+            limits=Limits(**limits),
+            default_top_k=int(data["default_top_k"]),
+            provenance=dict(data.get("provenance", {})),
+            model_sha256=str(data.get("model_sha256", "")),
+            format=int(data["format"]),
+        )
+
+
+# ------------------------------------------------------------------------------ artists.csv
+
+
+def _key(name: str) -> str:
+    """Comparison key for artist names: NFC, collapsed whitespace, case-folded."""
+    return " ".join(unicodedata.normalize("NFC", name).split()).casefold()
+
+
+def artist_infos(artists_csv: Path, classes: Sequence[str]) -> tuple[ArtistInfo, ...]:
+    """Genre, nationality and years of each class, in label order, from artists.csv."""
+    import pandas as pd  # not at module level: the service imports this module
+
+    frame = pd.read_csv(artists_csv, dtype=str, keep_default_na=False)
+    missing_cols = {"name", "genre", "nationality", "years"} - set(frame.columns)
+    if missing_cols:
+        raise PackagingError(f"{artists_csv} lacks column(s) {sorted(missing_cols)}")
+    by_key: dict[str, dict[str, str]] = {}
+    for row in frame.to_dict(orient="records"):
+        by_key.setdefault(_key(row["name"]), row)
+    infos = []
+    for name in classes:
+        row = by_key.get(_key(name))
+        if row is None:
+            raise PackagingError(f"class {name!r} is not an artist of {artists_csv}")
+        infos.append(
+            ArtistInfo(
+                artist=name,
+                genre=row["genre"].strip(),
+                nationality=row["nationality"].strip(),
+                # The real csv mixes "1884 - 1920" and "1853 – 1890" (en dash).
+                years=row["years"].strip().replace("\u2013", "-"),
+            )
+        )
+    return tuple(infos)
+
+
+# --------------------------------------------------------------------------- the threshold
+
+
+def validation_confidence(
+    predictions_csv: Path, classes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-1 probability and correctness of each validation prediction of the evaluate stage."""
+    import pandas as pd
+
+    frame = pd.read_csv(predictions_csv)
+    columns = [f"p_{c}" for c in classes]
+    missing = [c for c in ["split", "label", *columns] if c not in frame.columns]
+    if missing:
+        raise PackagingError(f"{predictions_csv} lacks column(s) {missing}")
+    val = frame[frame["split"] == "val"]
+    if val.empty:
+        raise PackagingError(f"{predictions_csv} has no validation rows (split == 'val')")
+    proba = val[columns].to_numpy(dtype=np.float64)
+    labels = val["label"].to_numpy(dtype=np.int64)
+    if labels.min() < 0 or labels.max() >= len(classes):
+        raise PackagingError(f"{predictions_csv}: labels outside 0..{len(classes) - 1}")
+    top1 = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == labels
+    return top1, correct
+
+
+def unknown_threshold(
+    top1: np.ndarray, correct: np.ndarray, target_precision: float
+) -> UnknownThreshold:
+    """The lowest top-1 probability at which validation precision reaches the target.
+
+    Candidates are the observed top-1 probabilities; at candidate ``t`` the model answers the
+    images whose top-1 probability is >= ``t`` and its precision is their accuracy.
+    """
+    if not 0.0 < target_precision <= 1.0:
+        raise PackagingError(f"unknown_precision must be in (0, 1], got {target_precision}")
+    top1 = np.asarray(top1, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    if top1.ndim != 1 or top1.shape != correct.shape or top1.size == 0:
+        raise PackagingError("need one top-1 probability and one correctness flag per image")
+    n = top1.size
+    order = np.argsort(-top1, kind="stable")
+    p_sorted = top1[order]
+    hits = np.cumsum(correct[order])
+    # For a candidate t, the answered set is every image with p >= t: the prefix of the
+    # descending order up to the LAST occurrence of t (ties are answered together).
+    last = np.flatnonzero(np.r_[p_sorted[1:] != p_sorted[:-1], True])
+    answered = last + 1
+    precision = hits[last] / answered
+    ok = np.flatnonzero(precision >= target_precision - 1e-12)
+    if ok.size == 0:
+        log.warning(
+            "no threshold reaches a validation precision of %.2f (best %.3f): every "
+            "prediction below probability 1.0 will be 'unknown'",
+            target_precision,
+            float(precision.max()),
+        )
+        return UnknownThreshold(1.0, target_precision, 0.0, 0.0, n, reached=False)
+    i = ok[-1]  # the lowest threshold (descending order) that reaches the target
+    return UnknownThreshold(
+        threshold=round(float(p_sorted[last[i]]), 6),
+        target_precision=float(target_precision),
+        val_precision=round(float(precision[i]), 6),
+        val_coverage=round(float(answered[i] / n), 6),
+        val_images=int(n),
+        reached=True,
+    )
+
+
+# ------------------------------------------------------------------------------ provenance
+
+
+def params_hash(params_yaml: Path) -> str:
+    """SHA-256 of the parsed params (canonical JSON): comments and key order do not count."""
+    import yaml
+
+    raw = yaml.safe_load(params_yaml.read_text(encoding="utf-8"))
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def git_revision(cwd: Path | None = None) -> dict[str, Any]:
+    """``{"rev": <HEAD sha or "unknown">, "dirty": bool | None}`` of the repository."""
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"rev": "unknown", "dirty": None}
+    return {"rev": rev, "dirty": bool(status.strip())}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def content_version(meta: ServingMetadata) -> str:
+    """Model version from the content (weights + labels + threshold + limits), not the time.
+
+    Provenance is left out so that re-packaging the same model from another commit keeps its
+    version. Lowercase hex, a valid BentoML tag version.
+    """
+    data = meta.to_json()
+    data.pop("provenance", None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------- check the model
+
+
+def check_model(model_path: Path, image_size: int, num_classes: int) -> None:
+    """Load the Keras file (safe mode) and check its input and output shapes."""
+    import keras
+
+    import artist_id.models  # noqa: F401  (registers CaffePreprocess for loading)
+
+    try:
+        model = keras.models.load_model(model_path, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise PackagingError(f"cannot load {model_path} in safe mode: {exc}") from exc
+    in_shape = tuple(model.input_shape)
+    out_shape = tuple(model.output_shape)
+    if in_shape[1:] != (image_size, image_size, 3):
+        raise PackagingError(
+            f"{model_path} takes input {in_shape}, expected (None, {image_size}, "
+            f"{image_size}, 3): base.image_size changed since training?"
+        )
+    if out_shape[1:] != (num_classes,):
+        raise PackagingError(f"{model_path} has {out_shape[-1]} outputs for {num_classes} classes")
+
+
+# ------------------------------------------------------------------------ BentoML plumbing
+
+
+def save_bento_model(model_path: Path, meta: ServingMetadata, name: str = MODEL_NAME) -> str:
+    """Create ``<name>:<content version>`` in the current BentoML store; return the tag.
+
+    ``model.keras`` is copied byte for byte (no re-save). An existing tag is replaced.
+    """
+    import bentoml
+
+    version = content_version(meta)
+    tag = f"{name}:{version}"
+    with contextlib.suppress(bentoml.exceptions.NotFound):
+        bentoml.models.delete(tag)
+    summary = {
+        "model": meta.model,
+        "image_size": meta.image_size,
+        "classes": meta.class_names,
+        "unknown_threshold": meta.unknown.threshold,
+        "val_macro_f1": float(meta.metrics.get("val", {}).get("macro_f1", math.nan)),
+        "test_macro_f1": float(meta.metrics.get("test", {}).get("macro_f1", math.nan)),
+        "params_sha256": str(meta.provenance.get("params_sha256", "")),
+        "git_rev": str(meta.provenance.get("git", {}).get("rev", "")),
+    }
+    labels = {"project": "artist-id", "architecture": meta.model, "framework": "keras"}
+    with bentoml.models.create(tag, labels=labels, metadata=summary) as ref:
+        shutil.copyfile(model_path, ref.path_of(MODEL_FILE))
+        Path(ref.path_of(METADATA_FILE)).write_text(
+            json.dumps(meta.to_json(), indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+            encoding="utf-8",
+        )
+    return tag
+
+
+def export_bento_model(tag: str, path: Path) -> Path:
+    """Export a model of the current store to one uncompressed tar file.
+
+    BentoML's default ``.bentomodel`` is an xz tar: compressing the already zipped
+    ``model.keras`` again saves under 10 % and takes about a minute for VGG16 on 2 cores.
+    """
+    import bentoml
+
+    if path.suffix != ".tar":
+        raise PackagingError(f"export to a .tar file, not {path.name}")
+    path = path.resolve()  # BentoML resolves relative paths against "/", not the cwd
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = bentoml.models.export_model(tag, str(path), "tar")
+    return Path(written)
+
+
+def exported_tag(path: Path) -> str:
+    """The ``name:version`` of an exported model, read from its ``model.yaml``."""
+    import tarfile
+
+    import yaml
+
+    try:
+        with tarfile.open(path) as tar:
+            member = next(
+                (m for m in tar.getmembers() if m.name.lstrip("./") == "model.yaml"), None
+            )
+            handle = tar.extractfile(member) if member is not None else None
+            if handle is None:
+                raise PackagingError(f"{path} holds no model.yaml: not a BentoML model export")
+            info = yaml.safe_load(handle.read().decode("utf-8"))
+    except (OSError, tarfile.TarError) as exc:
+        raise PackagingError(f"cannot read {path}: {exc}") from exc
+    return f"{info['name']}:{info['version']}"
+
+
+def import_bento_model(path: Path) -> str:
+    """Import an exported model into the current BentoML store unless its tag is there.
+
+    Returns the tag. The version is a content hash (:func:`content_version`), so an existing
+    tag holds the same weights and labels.
+    """
+    import bentoml
+
+    if not path.is_file():
+        raise PackagingError(f"{path} not found: run `dvc repro package` (or `dvc pull`)")
+    tag = exported_tag(path)
+    try:
+        existing = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        existing = None
+    if existing is not None:
+        log.info("%s is already in the BentoML store (%s)", tag, existing.path)
+        return tag
+    model = bentoml.models.import_model(str(path.resolve()), "tar")
+    log.info("imported %s into the BentoML store (%s)", model.tag, model.path)
+    return str(model.tag)
+
+
+def load_metadata(path: str | os.PathLike[str]) -> ServingMetadata:
+    """Read ``artist_id.json`` (from a BentoML model directory or anywhere)."""
+    return ServingMetadata.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _main(argv: Sequence[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if len(argv) != 2 or argv[0] != "import":
+        print("usage: python -m artist_id.packaging import <exported model .tar>", file=sys.stderr)
+        return 2
+    try:
+        print(import_bento_model(Path(argv[1])))
+    except PackagingError as exc:
+        print(f"package: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

@@ -1,0 +1,124 @@
+"""Over real HTTP: ``bentoml serve`` of the built Bento (entry + model service processes)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.service.helpers import (
+    CLASSES,
+    MAX_REQUEST_BYTES,
+    Project,
+    Server,
+    bad_inputs,
+    encode,
+    form,
+    good_inputs,
+    painting,
+    raw,
+    real_jpegs,
+    small_real_jpeg,
+)
+
+pytestmark = pytest.mark.slow
+
+GOOD = ["jpeg", "png", "greyscale_jpeg", "rgba_png", "exif_rotated_jpeg"]
+
+
+def close(a: dict[str, Any], b: dict[str, Any], tol: float = 1e-5) -> bool:
+    """Same answer up to float noise: a batch of 16 and a batch of 1 may differ in the last
+    bits. Compares every artist's probability (top_k holds all 3 classes by default)."""
+    pa = {t["artist"]: t["probability"] for t in a["top_k"]}
+    pb = {t["artist"]: t["probability"] for t in b["top_k"]}
+    return (
+        a["model"] == b["model"]
+        and pa.keys() == pb.keys()
+        and all(abs(pa[k] - pb[k]) <= tol for k in pa)
+    )
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_good_images(server: Server, project: Project, name: str) -> None:
+    r = httpx.post(f"{server.url}/predict", timeout=60, **form(good_inputs()[name]))
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["model"]["tag"] == project.tag
+    assert {t["artist"] for t in answer["top_k"]} == set(CLASSES)
+    assert answer["artist"] in (None, answer["top_k"][0]["artist"])
+    assert all(t["genre"] and t["nationality"] and t["years"] for t in answer["top_k"])
+
+
+def test_a_real_painting_with_curl_like_upload(server: Server) -> None:
+    real_jpegs()  # skips with a reason when ../shared/real-sample is absent
+    r = httpx.post(
+        f"{server.url}/predict",
+        timeout=60,
+        files={"image": ("painting.jpg", small_real_jpeg(), "image/jpeg")},
+    )
+    assert r.status_code == 200 and r.json()["top_k"][0]["nationality"], r.text
+
+
+def test_bad_inputs_get_4xx_json_and_the_server_keeps_serving(server: Server) -> None:
+    failures = []
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        for name, (kwargs, status, error) in bad_inputs().items():
+            r = c.post("/predict", **kwargs)
+            ok = (
+                r.status_code == status
+                and r.headers.get("content-type") == "application/json"
+                and set(r.json()) == {"error", "detail"}
+                and r.json()["error"] == error
+            )
+            if not ok:
+                failures.append(f"{name}: {r.status_code} {r.text[:200]}")
+        # Refused before the body is read: a 10x body gets its 413 too.
+        r = c.post("/predict", **raw(b"\0" * (10 * MAX_REQUEST_BYTES)))
+        if r.status_code != 413:
+            failures.append(f"10x body: {r.status_code}")
+        r = c.post("/predict", **form(good_inputs()["jpeg"]))
+        assert r.status_code == 200, r.text
+        assert c.get("/livez").status_code == 200 and c.get("/readyz").status_code == 200
+    assert server.process.poll() is None, "the server died"
+    assert not failures, "\n".join(failures)
+
+
+def test_batch_and_metadata(server: Server, project: Project) -> None:
+    jpeg, png = good_inputs()["jpeg"], good_inputs()["png"]
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        files = [("images", ("a.jpg", jpeg)), ("images", ("b.png", png))]
+        r = c.post("/predict_batch", files=files)
+        assert r.status_code == 200, r.text
+        batch = r.json()
+        singles = [c.post("/predict", **raw(d)).json() for d in (jpeg, png)]
+        assert len(batch) == 2 and all(close(a, b) for a, b in zip(batch, singles, strict=True))
+        meta = c.get("/metadata").json()
+        assert meta["model"]["tag"] == project.tag
+        assert [x["artist"] for x in meta["classes"]] == CLASSES
+        assert c.get("/nope").status_code == 404
+
+
+def test_200_requests_at_16_concurrent_match_sequential_answers(server: Server) -> None:
+    images = [encode(painting(100 + i, size=(80 + 7 * i, 64)), "JPEG") for i in range(8)]
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        expected = [c.post("/predict", **raw(d)).json() for d in images]
+
+    async def run() -> list[tuple[int, int, Any]]:
+        limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+        gate = asyncio.Semaphore(16)
+        async with httpx.AsyncClient(base_url=server.url, timeout=120, limits=limits) as ac:
+
+            async def one(i: int) -> tuple[int, int, Any]:
+                async with gate:
+                    r = await ac.post("/predict", **raw(images[i % len(images)]))
+                    return i, r.status_code, r.json()
+
+            return await asyncio.gather(*(one(i) for i in range(200)))
+
+    results = asyncio.run(run())
+    statuses = [s for _, s, _ in results]
+    assert statuses == [200] * 200, {s: statuses.count(s) for s in set(statuses)}
+    mismatched = [i for i, _, a in results if not close(a, expected[i % len(images)])]
+    assert not mismatched, f"{len(mismatched)} answers differ from the sequential ones"

@@ -1,0 +1,312 @@
+"""The service in-process: the entry service's real ASGI app (middlewares, routes, the model
+service as a local dependency) over Starlette's TestClient, and its answer logic directly."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageOps
+
+from artist_id import packaging as pk
+from artist_id.service import ArtistIDBase
+from tests.service.helpers import (
+    CLASSES,
+    MAX_IMAGES,
+    MAX_REQUEST_BYTES,
+    Project,
+    bad_inputs,
+    encode,
+    form,
+    good_inputs,
+    painting,
+    png_of,
+    raw,
+    small_real_jpeg,
+)
+
+ANSWER_KEYS = {"artist", "probability", "unknown", "top_k", "model"}
+TOP_KEYS = {"artist", "probability", "genre", "nationality", "years"}
+
+
+def check_answer(answer: dict[str, Any], project: Project, k: int = 3) -> None:
+    """The documented shape, and internal consistency of one answer."""
+    assert set(answer) == ANSWER_KEYS
+    top = answer["top_k"]
+    assert len(top) == k and all(set(t) == TOP_KEYS for t in top)
+    probs = [t["probability"] for t in top]
+    assert probs == sorted(probs, reverse=True) and all(0.0 <= p <= 1.0 for p in probs)
+    assert answer["probability"] == probs[0]
+    assert answer["artist"] == (None if answer["unknown"] else top[0]["artist"])
+    assert {t["artist"] for t in top} <= set(CLASSES)
+    version = project.tag.split(":")[1]
+    assert answer["model"] == {"name": "cnn_small", "version": version, "tag": project.tag}
+
+
+def post(client: Any, path: str, **kwargs: Any) -> Any:
+    return client.post(path, **kwargs)
+
+
+# ----------------------------------------------------------------------------- good input
+
+
+@pytest.mark.parametrize("name", list(good_inputs()))
+def test_every_accepted_format_and_mode_is_answered(
+    client: Any, project: Project, name: str
+) -> None:
+    r = post(client, "/predict", **form(good_inputs()[name], f"{name}.img"))
+    assert r.status_code == 200, r.text
+    check_answer(r.json(), project)
+
+
+def test_raw_body_and_multipart_give_the_same_answer(client: Any) -> None:
+    data = good_inputs()["jpeg"]
+    a = post(client, "/predict", **form(data)).json()
+    b = post(client, "/predict", **raw(data)).json()
+    c = post(client, "/predict", **raw(data, "application/octet-stream")).json()
+    d = post(client, "/predict", content=data).json()  # no Content-Type: raw bytes
+    assert a == b == c == d
+
+
+def test_the_decoder_not_the_content_type_decides_the_format(client: Any) -> None:
+    png = good_inputs()["png"]
+    assert (
+        post(client, "/predict", **raw(png, "image/jpeg")).json()
+        == post(client, "/predict", **raw(png, "image/png")).json()
+    )
+
+
+def test_exif_orientation_is_applied(client: Any) -> None:
+    data = good_inputs()["exif_rotated_jpeg"]
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        upright = ImageOps.exif_transpose(im)
+        as_stored = im.convert("RGB")
+    assert upright.size == (48, 96)  # portrait once rotated
+    answer = post(client, "/predict", **form(data)).json()
+    assert answer == post(client, "/predict", **form(png_of(upright))).json()
+    assert answer != post(client, "/predict", **form(png_of(as_stored))).json()
+
+
+def test_greyscale_and_transparency_become_rgb_like_ingest(client: Any) -> None:
+    grey = painting(2, mode="L")
+    assert (
+        post(client, "/predict", **form(png_of(grey))).json()
+        == post(client, "/predict", **form(png_of(grey.convert("RGB")))).json()
+    )
+    rgba = painting(4).convert("RGBA")
+    rgba.putalpha(128)
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    on_white = Image.alpha_composite(white, rgba).convert("RGB")
+    assert (
+        post(client, "/predict", **form(png_of(rgba))).json()
+        == post(client, "/predict", **form(png_of(on_white))).json()
+    )
+
+
+def test_a_real_painting(client: Any, project: Project) -> None:
+    r = post(client, "/predict", **form(small_real_jpeg(), "painting.jpg"))
+    assert r.status_code == 200, r.text
+    check_answer(r.json(), project)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_top_k_from_query_or_form(client: Any, project: Project, k: int) -> None:
+    data = good_inputs()["jpeg"]
+    by_query = post(client, "/predict", **raw(data, top_k=str(k))).json()
+    by_form = post(client, "/predict", **form(data, top_k=str(k))).json()
+    assert by_query == by_form
+    check_answer(by_query, project, k)
+
+
+def test_top_k_defaults_to_the_packaged_value(client: Any) -> None:
+    assert len(post(client, "/predict", **raw(good_inputs()["png"])).json()["top_k"]) == 3
+
+
+def test_predict_batch_answers_in_order_like_predict(client: Any) -> None:
+    inputs = list(good_inputs().values())[:MAX_IMAGES]
+    files = [("images", (f"{i}.img", data)) for i, data in enumerate(inputs)]
+    r = post(client, "/predict_batch", files=files, data={"top_k": "2"})
+    assert r.status_code == 200, r.text
+    singles = [post(client, "/predict", **raw(d, top_k="2")).json() for d in inputs]
+    assert r.json() == singles
+
+
+def test_predict_batch_limits_and_names_the_bad_image(client: Any) -> None:
+    jpeg = good_inputs()["jpeg"]
+    too_many = [("images", (f"{i}.jpg", jpeg)) for i in range(MAX_IMAGES + 1)]
+    r = post(client, "/predict_batch", files=too_many)
+    assert r.status_code == 413 and r.json()["error"] == "too_many_images"
+    mixed = [("images", ("good.jpg", jpeg)), ("images", ("bad.jpg", b"not an image"))]
+    r = post(client, "/predict_batch", files=mixed)
+    assert r.status_code == 415, r.text
+    assert r.json()["error"] == "not_an_image" and "images[1] (bad.jpg)" in r.json()["detail"]
+
+
+def test_metadata(client: Any, project: Project) -> None:
+    meta = client.get("/metadata").json()
+    assert [c["artist"] for c in meta["classes"]] == CLASSES
+    assert meta["classes"][2] == {
+        "artist": "Vincent van Gogh",
+        "genre": "Post-Impressionism",
+        "nationality": "Dutch",
+        "years": "1853 - 1890",
+    }
+    assert meta["model"]["tag"] == project.tag and meta["model"]["image_size"] == 32
+    assert meta["metrics"]["chosen_by"] == "val/macro_f1" and "test" in meta["metrics"]
+    assert 0 < meta["unknown"]["threshold"] < 1 and meta["unknown"]["reached"]
+    assert meta["top_k"] == {"default": 3, "max": 3}
+    assert meta["limits"]["max_request_bytes"] == MAX_REQUEST_BYTES
+    assert set(meta["provenance"]) == {"params_sha256", "git"}
+
+
+def test_health(client: Any) -> None:
+    assert client.get("/livez").status_code == 200
+    assert client.get("/readyz").status_code == 200
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize("name", list(bad_inputs()))
+def test_bad_input_gets_a_4xx_json_error(client: Any, name: str) -> None:
+    kwargs, status, error = bad_inputs()[name]
+    r = post(client, "/predict", **kwargs)
+    assert (r.status_code, r.headers["content-type"]) == (status, "application/json"), r.text
+    body = r.json()
+    assert set(body) == {"error", "detail"} and body["error"] == error
+    assert isinstance(body["detail"], str) and body["detail"]
+
+
+def test_a_chunked_body_is_cut_off_at_the_cap(client: Any) -> None:
+    def chunks() -> Any:
+        for _ in range(MAX_REQUEST_BYTES // 65536 + 2):
+            yield b"\xff" * 65536
+
+    r = post(client, "/predict", content=chunks(), headers={"content-type": "image/jpeg"})
+    assert r.status_code == 413 and r.json()["error"] == "request_too_large"
+
+
+def test_get_on_predict_is_a_json_405(client: Any) -> None:
+    r = client.get("/predict")
+    assert r.status_code == 405 and set(r.json()) == {"error", "detail"}
+
+
+# --------------------------------------------------------------------- answer logic direct
+
+
+class FixedModel(ArtistIDBase):
+    """The entry logic with fixed probabilities instead of a model call."""
+
+    def __init__(self, threshold: float, proba: list[float]) -> None:
+        infos = (
+            pk.ArtistInfo("Edgar Degas", "Impressionism", "French", "1834 - 1917"),
+            pk.ArtistInfo("Pablo Picasso", "Cubism,Surrealism", "Spanish", "1881 - 1973"),
+            pk.ArtistInfo("Vincent van Gogh", "Post-Impressionism", "Dutch", "1853 - 1890"),
+        )
+        meta = pk.ServingMetadata(
+            model="m",
+            image_size=32,
+            classes=infos,
+            unknown=pk.UnknownThreshold(threshold, 0.9, 0.9, 0.5, 10, True),
+            metrics={},
+            limits=pk.Limits(1_000_000, 1_000_000, ("PNG",), 2_000_000, 2),
+            default_top_k=2,
+        )
+        self._setup(meta, "artist-id:abc")
+        self.proba = np.array([proba], dtype=np.float32)
+
+    async def classify(self, batch: np.ndarray) -> np.ndarray:
+        assert batch.dtype == np.uint8 and batch.shape[1:] == (32, 32, 3)
+        return np.repeat(self.proba, len(batch), axis=0)
+
+
+def test_unknown_below_the_threshold_still_gives_top_k() -> None:
+    svc = FixedModel(0.6, [0.2, 0.5, 0.3])
+    answer = svc.answer(svc.proba[0], 2)
+    assert answer["unknown"] and answer["artist"] is None and answer["probability"] == 0.5
+    assert [t["artist"] for t in answer["top_k"]] == ["Pablo Picasso", "Vincent van Gogh"]
+    assert answer["top_k"][0]["genre"] == "Cubism,Surrealism"
+
+
+def test_known_at_or_above_the_threshold() -> None:
+    svc = FixedModel(0.5, [0.2, 0.5, 0.3])
+    answer = svc.answer(svc.proba[0], 3)
+    assert not answer["unknown"] and answer["artist"] == "Pablo Picasso"
+    assert answer["model"] == {"name": "m", "version": "abc", "tag": "artist-id:abc"}
+
+
+def test_ties_keep_label_order() -> None:
+    svc = FixedModel(0.1, [0.4, 0.4, 0.2])
+    assert [t["artist"] for t in svc.answer(svc.proba[0], 3)["top_k"]] == CLASSES
+
+
+async def _predict(svc: FixedModel, data: bytes, top_k: str | None) -> list[dict[str, Any]]:
+    from artist_id.service import Upload
+
+    return await svc.predict_upload(Upload([("image", data)], top_k))
+
+
+def test_the_packaged_formats_are_the_allowlist() -> None:
+    import anyio
+
+    from artist_id.service import RequestError
+
+    svc = FixedModel(0.5, [0.2, 0.5, 0.3])  # packaged with formats=("PNG",)
+    assert anyio.run(_predict, svc, encode(painting(), "PNG"), None)[0]["artist"]
+    with pytest.raises(RequestError) as info:
+        anyio.run(_predict, svc, encode(painting(), "JPEG"), None)
+    assert (info.value.status, info.value.error) == (415, "unsupported_format")
+
+
+# --------------------------------------------------------------------------------- fuzzing
+
+CONTENT_TYPES = [
+    "image/jpeg",
+    "application/octet-stream",
+    "image/png; charset=binary",
+    "multipart/form-data; boundary=b",
+    "multipart/form-data",
+    "multipart/form-data; boundary=",
+    "text/plain",
+    "",
+]
+
+
+def _multipart(name: bytes, filename: bytes | None, headers: bytes, data: bytes) -> bytes:
+    disposition = b'Content-Disposition: form-data; name="' + name + b'"'
+    if filename is not None:
+        disposition += b'; filename="' + filename + b'"'
+    return b"--b\r\n" + disposition + b"\r\n" + headers + b"\r\n" + data + b"\r\n--b--\r\n"
+
+
+multipart_bodies = st.builds(
+    _multipart,
+    st.sampled_from([b"image", b"images", b"top_k", b"\xff\xfe", b""]) | st.binary(max_size=8),
+    st.none() | st.binary(max_size=12),
+    st.sampled_from([b"", b"Content-Type: image/jpeg\r\n", b"X: \xff\r\n"])
+    | st.binary(max_size=20),
+    st.binary(max_size=300),
+)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(
+    body=st.binary(max_size=600) | multipart_bodies,
+    content_type=st.sampled_from(CONTENT_TYPES),
+    top_k=st.none() | st.text(max_size=8),
+    path=st.sampled_from(["/predict", "/predict_batch"]),
+)
+def test_no_input_makes_a_500(
+    client: Any, body: bytes, content_type: str, top_k: str | None, path: str
+) -> None:
+    params = {} if top_k is None else {"top_k": top_k}
+    headers = {"content-type": content_type} if content_type else {}
+    r = client.post(path, content=body, headers=headers, params=params)
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        assert set(r.json()) == {"error", "detail"}
