@@ -37,23 +37,37 @@ def main() -> None:
 
     params = load_params()
     # a patience above the epoch count: both runs do exactly --epochs epochs
-    mp = dataclasses.replace(params.train.model(args.model), epochs=args.epochs,
-                             patience=args.epochs + 1)
+    mp = dataclasses.replace(
+        params.train.model(args.model), epochs=args.epochs, patience=args.epochs + 1
+    )
     tp = dataclasses.replace(params.train, **{args.model: mp})
     classes = read_json(PROCESSED / "classes.json")["classes"]
     train = load_split(PROCESSED / "train" / "index.csv")
     val = load_split(PROCESSED / "val" / "index.csv")
     weights = tp.model(args.model).weights
-    print(f"{args.model}: {len(train.labels)} train / {len(val.labels)} val images at "
-          f"{train.image_size} px, {args.epochs} epochs, weights={weights}")
+    print(
+        f"{args.model}: {len(train.labels)} train / {len(val.labels)} val images at "
+        f"{train.image_size} px, {args.epochs} epochs, weights={weights}"
+    )
 
     times = {}
-    for label, cache in (("naive (trunk forward every epoch)", False),
-                         ("feature cache (trunk once)", True)):
+    for label, cache in (
+        ("naive (trunk forward every epoch)", False),
+        ("feature cache (trunk once)", True),
+    ):
         seed_everything(params.base.seed)
         start = time.perf_counter()
-        result = train_model(args.model, tp, train, val, len(classes), None,
-                             seed=params.base.seed, verbose=0, use_cache=cache)
+        result = train_model(
+            args.model,
+            tp,
+            train,
+            val,
+            len(classes),
+            None,
+            seed=params.base.seed,
+            verbose=0,
+            use_cache=cache,
+        )
         times[cache] = time.perf_counter() - start
         acc = max(result.history["val_accuracy"])
         print(f"  {label:36s} {times[cache]:7.1f} s   best val_accuracy {acc:.3f}")

@@ -31,9 +31,14 @@ def main() -> None:
     log.info(
         "eda: %d artists (%d with images, %d above %d paintings), %d ok images, "
         "%d quarantined, %.1f%% greyscale -> %s",
-        s["artists"], s["artists_with_images"], s["artists_kept"], s["min_paintings"],
-        s["images"]["ok"], s["images"]["quarantined"],
-        100 * (s["greyscale"]["share"] or 0.0), REPORTS,
+        s["artists"],
+        s["artists_with_images"],
+        s["artists_kept"],
+        s["min_paintings"],
+        s["images"]["ok"],
+        s["images"]["quarantined"],
+        100 * (s["greyscale"]["share"] or 0.0),
+        REPORTS,
     )
     if s["years_unparsed"]:
         log.warning("eda: no year range for %s", ", ".join(s["years_unparsed"]))

@@ -62,19 +62,35 @@ def main() -> None:
     data, proba, metrics = results["test"]
     predicted = proba.argmax(axis=1)
     stage.write_json(out / "confusion.json", ev.confusion_records(data.labels, predicted, classes))
-    ev.plot_confusion(data.labels, predicted, classes, figures / "confusion.png",
-                      title=f"{name}: test confusion matrix (row-normalised)")
-    shown = ev.plot_misclassified(data.paths, data.labels, predicted, proba, classes,
-                                  figures / "misclassified.png",
-                                  max_images=params.evaluate.misclassified)
+    ev.plot_confusion(
+        data.labels,
+        predicted,
+        classes,
+        figures / "confusion.png",
+        title=f"{name}: test confusion matrix (row-normalised)",
+    )
+    shown = ev.plot_misclassified(
+        data.paths,
+        data.labels,
+        predicted,
+        proba,
+        classes,
+        figures / "misclassified.png",
+        max_images=params.evaluate.misclassified,
+    )
     history = ev.read_dvclive_history(Path("reports/train") / name)
     ev.plot_learning_curves(history, figures / "learning_curves.png", title=f"{name}: training")
     val = results["val"][2]
     log.info(
         "%s: val macro-F1 %.3f | test macro-F1 %.3f, balanced acc %.3f, acc %.3f "
         "(majority baseline macro-F1 %.3f) | %d misclassified shown",
-        name, val["macro_f1"], metrics["macro_f1"], metrics["balanced_accuracy"],
-        metrics["accuracy"], metrics["majority_baseline"]["macro_f1"], shown,
+        name,
+        val["macro_f1"],
+        metrics["macro_f1"],
+        metrics["balanced_accuracy"],
+        metrics["accuracy"],
+        metrics["majority_baseline"]["macro_f1"],
+        shown,
     )
 
 

@@ -33,7 +33,11 @@ def main() -> None:
     s = result.summary
     log.info(
         "ingest: %d files from %d artist folders (%s layout): %d ok, %d quarantined %s",
-        s["files"], s["artists_with_images"], s["layout"], s["ok"], s["quarantined"],
+        s["files"],
+        s["artists_with_images"],
+        s["layout"],
+        s["ok"],
+        s["quarantined"],
         s["quarantine_reasons"] or "",
     )
     for name, counts in s["per_artist"].items():

@@ -25,27 +25,38 @@ def main() -> None:
         metrics = stage.read_json(Path("reports/evaluate") / name / "metrics.json")
         summary = stage.read_json(Path("reports/train") / name / "summary.json")
         timing = stage.read_json(Path("reports/train") / name / "timing.json")
-        rows.append({
-            "model": name,
-            "val": metrics["val"],
-            "test": metrics["test"],
-            "params": summary["params"],
-            "train_seconds": timing["train_seconds"],
-        })
+        rows.append(
+            {
+                "model": name,
+                "val": metrics["val"],
+                "test": metrics["test"],
+                "params": summary["params"],
+                "train_seconds": timing["train_seconds"],
+            }
+        )
     ranked = rank_models(rows, metric)
     best = ranked[0]
     stage.write_json("reports/leaderboard.json", {"metric": f"val/{metric}", "models": ranked})
-    Path("reports/leaderboard.md").write_text(leaderboard_markdown(ranked, metric),
-                                              encoding="utf-8")
-    stage.write_json("models/best.json", {
-        "model": best["model"],
-        "path": f"models/{best['model']}/model.keras",
-        "chosen_by": f"val/{metric}",
-        "val": {k: best["val"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1")},
-        "test": {k: best["test"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1")},
-    })
-    log.info("leaderboard: best model %s (val %s %.3f)\n%s", best["model"], metric,
-             best["val"][metric], Path("reports/leaderboard.md").read_text(encoding="utf-8"))
+    Path("reports/leaderboard.md").write_text(
+        leaderboard_markdown(ranked, metric), encoding="utf-8"
+    )
+    stage.write_json(
+        "models/best.json",
+        {
+            "model": best["model"],
+            "path": f"models/{best['model']}/model.keras",
+            "chosen_by": f"val/{metric}",
+            "val": {k: best["val"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1")},
+            "test": {k: best["test"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1")},
+        },
+    )
+    log.info(
+        "leaderboard: best model %s (val %s %.3f)\n%s",
+        best["model"],
+        metric,
+        best["val"][metric],
+        Path("reports/leaderboard.md").read_text(encoding="utf-8"),
+    )
 
 
 if __name__ == "__main__":

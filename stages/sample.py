@@ -20,7 +20,10 @@ def main() -> None:
     log.info(
         "sample: %d synthetic paintings by %d fictional artists in %s (%d greyscale, "
         "%d near-duplicates)",
-        summary["files"], len(summary["artists"]), OUT, len(summary["greyscale"]),
+        summary["files"],
+        len(summary["artists"]),
+        OUT,
+        len(summary["greyscale"]),
         len(summary["near_duplicates"]),
     )
     for artist in summary["artists"]:

@@ -37,8 +37,13 @@ def main() -> None:
     log.info(
         "select: %d artists kept (> %d paintings), %d dropped; %d images in %d groups "
         "(%d near-duplicate groups), %d straddling; split %s",
-        len(s["artists_kept"]), p.min_paintings, len(s["artists_dropped"]), s["images"],
-        s["groups"], s["duplicate_groups"], s["straddling_groups"],
+        len(s["artists_kept"]),
+        p.min_paintings,
+        len(s["artists_dropped"]),
+        s["images"],
+        s["groups"],
+        s["duplicate_groups"],
+        s["straddling_groups"],
         {k: sum(v.values()) for k, v in s["splits"].items()},
     )
 

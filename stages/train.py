@@ -40,35 +40,54 @@ def main() -> None:
     val = load_split(PROCESSED / "val" / "index.csv")
     log.info(
         "%s: %d training / %d validation images at %d px, %d classes, weights=%s",
-        name, len(train.labels), len(val.labels), train.image_size, len(names), mp.weights,
+        name,
+        len(train.labels),
+        len(val.labels),
+        train.image_size,
+        len(names),
+        mp.weights,
     )
     out = stage.fresh_dir(Path("models") / name)
     reports = stage.fresh_dir(Path("reports/train") / name)
     live = Live(dir=str(reports), save_dvc_exp=False, dvcyaml=None)
     result = train_model(
-        name, params.train, train, val, len(names), class_weight,
-        seed=params.base.seed, callbacks=[DVCLiveCallback(live=live)],
+        name,
+        params.train,
+        train,
+        val,
+        len(names),
+        class_weight,
+        seed=params.base.seed,
+        callbacks=[DVCLiveCallback(live=live)],
     )
     live.end()
     result.model.save(out / "model.keras")
     history = result.history
     best = min(range(len(history["val_loss"])), key=lambda i: history["val_loss"][i])
-    stage.write_json(reports / "summary.json", {
-        "model": name,
-        "params": int(result.model.count_params()),
-        "epochs_run": result.epochs_run,
-        "best_epoch": best + 1,
-        "best_val_loss": round(history["val_loss"][best], 6),
-        "best_val_accuracy": round(history["val_accuracy"][best], 6),
-        "feature_cache": result.used_feature_cache,
-        "weights": mp.weights,
-    })
+    stage.write_json(
+        reports / "summary.json",
+        {
+            "model": name,
+            "params": int(result.model.count_params()),
+            "epochs_run": result.epochs_run,
+            "best_epoch": best + 1,
+            "best_val_loss": round(history["val_loss"][best], 6),
+            "best_val_accuracy": round(history["val_accuracy"][best], 6),
+            "feature_cache": result.used_feature_cache,
+            "weights": mp.weights,
+        },
+    )
     # Wall time is not a metric (it differs run to run); the leaderboard reads it from here.
     stage.write_json(reports / "timing.json", {"train_seconds": round(result.seconds, 1)})
     log.info(
         "%s: best epoch %d/%d  val_loss %.4f  val_accuracy %.3f  %s params  %.1f s%s",
-        name, best + 1, result.epochs_run, history["val_loss"][best],
-        history["val_accuracy"][best], f"{result.model.count_params():,}", result.seconds,
+        name,
+        best + 1,
+        result.epochs_run,
+        history["val_loss"][best],
+        history["val_accuracy"][best],
+        f"{result.model.count_params():,}",
+        result.seconds,
         "  (feature cache)" if result.used_feature_cache else "",
     )
 

@@ -40,7 +40,8 @@ def main() -> None:
         )
     log.info(
         "validate: %d expectations, all critical ones passed (%d warning(s))",
-        report.evaluated, len(warnings),
+        report.evaluated,
+        len(warnings),
     )
 
 

@@ -301,8 +301,10 @@ def _check_ranges(p: Params) -> None:
             raise ConfigError(f"train.models: unknown model {name!r}")
     need(p.train.batch_size >= 1 and p.train.epochs >= 1, "train: batch_size, epochs >= 1")
     ss = p.train.style_stats
-    need(ss.image_size is None or ss.image_size >= 32,
-         "train.style_stats.image_size must be >= 32 (or null for base.image_size)")
+    need(
+        ss.image_size is None or ss.image_size >= 32,
+        "train.style_stats.image_size must be >= 32 (or null for base.image_size)",
+    )
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -317,9 +317,7 @@ def ingest(
         # Pillow releases the GIL while decoding and resizing, so threads give real speed-up;
         # map() keeps the input order, so the output does not depend on scheduling.
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            results = pool.map(
-                lambda f: _process(f, limits, max_side, jpeg_quality), files
-            )
+            results = pool.map(lambda f: _process(f, limits, max_side, jpeg_quality), files)
             for file, (row, jpeg, detail) in tqdm(
                 zip(files, results, strict=True),
                 total=len(files),
@@ -341,8 +339,13 @@ def ingest(
                     )
                     log.warning("quarantined %s: %s", file.relpath, detail)
                 rows.append(
-                    {"image_id": image_id, "artist": artist, "source_path": file.relpath,
-                     "path": path, **row}
+                    {
+                        "image_id": image_id,
+                        "artist": artist,
+                        "source_path": file.relpath,
+                        "path": path,
+                        **row,
+                    }
                 )
 
     manifest = pd.DataFrame(rows).reindex(columns=MANIFEST_COLUMNS)
@@ -390,8 +393,9 @@ def _summary(
     hidden: list[str],
 ) -> dict[str, Any]:
     declared: dict[str, int | None] = {}
-    for name, value in zip(artists["name"], artists.get("paintings", [""] * len(artists)),
-                           strict=True):
+    for name, value in zip(
+        artists["name"], artists.get("paintings", [""] * len(artists)), strict=True
+    ):
         declared[name] = int(value) if str(value).isdigit() else None
     per_artist: dict[str, dict[str, Any]] = {}
     for name in sorted(set(artists["name"]) | set(manifest["artist"])):
@@ -487,9 +491,8 @@ def group_split(
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    label = (
-        frame.groupby("group")["artist"]
-        .agg(lambda s: sorted(Counter(s).items(), key=lambda kv: (-kv[1], kv[0]))[0][0])
+    label = frame.groupby("group")["artist"].agg(
+        lambda s: sorted(Counter(s).items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
     )
     sizes = frame.groupby("group").size()
     assignment: dict[str, str] = {}
@@ -609,11 +612,7 @@ def select(
     train_counts = split_counts["train"]
     if min(train_counts.values()) == 0:
         raise DatasetError("an artist has no training image: lower the val/test fractions")
-    weights = (
-        class_weights(train_counts)
-        if balance == "class_weight"
-        else {a: 1.0 for a in kept}
-    )
+    weights = class_weights(train_counts) if balance == "class_weight" else {a: 1.0 for a in kept}
     group_sizes = frame.groupby("group").size()
     classes = {
         "classes": kept,

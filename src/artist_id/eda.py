@@ -139,8 +139,9 @@ def artist_table(
     ):
         name = rec[0]
         if name and name not in info:
-            info[name] = dict(zip(("paintings", "years", "genre", "nationality"), rec[1:],
-                                  strict=True))
+            info[name] = dict(
+                zip(("paintings", "years", "genre", "nationality"), rec[1:], strict=True)
+            )
     names = set(info) | {a for a in found if a}
     rows = []
     for name in names:
@@ -229,31 +230,55 @@ def plot_paintings_per_artist(rows: Sequence[ArtistRow], min_paintings: int, pat
     else:
         y = np.arange(len(rows))
         h = 0.4
-        ax.barh(y - h / 2, [r.declared or 0 for r in rows], height=h, color=DECLARED_COLOUR,
-                label="declared (artists.csv)")
-        for keep, colour, label in ((True, KEPT_COLOUR, "kept"),
-                                    (False, DROPPED_COLOUR, "dropped")):
-            ax.barh(y + h / 2, [r.found if r.kept == keep else 0 for r in rows], height=h,
-                    color=colour, label=f"found: ok images ({label})")
-        ax.axvline(min_paintings, color=THRESHOLD_COLOUR, linestyle="--", linewidth=1.2,
-                   label=f"kept: more than {min_paintings}")
+        ax.barh(
+            y - h / 2,
+            [r.declared or 0 for r in rows],
+            height=h,
+            color=DECLARED_COLOUR,
+            label="declared (artists.csv)",
+        )
+        for keep, colour, label in (
+            (True, KEPT_COLOUR, "kept"),
+            (False, DROPPED_COLOUR, "dropped"),
+        ):
+            ax.barh(
+                y + h / 2,
+                [r.found if r.kept == keep else 0 for r in rows],
+                height=h,
+                color=colour,
+                label=f"found: ok images ({label})",
+            )
+        ax.axvline(
+            min_paintings,
+            color=THRESHOLD_COLOUR,
+            linestyle="--",
+            linewidth=1.2,
+            label=f"kept: more than {min_paintings}",
+        )
         ax.set_yticks(y, [r.name for r in rows], fontsize=8)
         ax.set_ylim(len(rows) - 0.5, -0.5)  # largest at the top
-        top = max(max((r.declared or 0) for r in rows), max(r.found for r in rows),
-                  min_paintings)
+        top = max(max((r.declared or 0) for r in rows), max(r.found for r in rows), min_paintings)
         ax.set_xlim(0, top * 1.12 + 1)
         for i, r in enumerate(rows):
             declared = "?" if r.declared is None else str(r.declared)
-            ax.text(max(r.declared or 0, r.found) + top * 0.01, i, f"{r.found} / {declared}",
-                    va="center", fontsize=6.5, color="#444444",
-                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5})
+            ax.text(
+                max(r.declared or 0, r.found) + top * 0.01,
+                i,
+                f"{r.found} / {declared}",
+                va="center",
+                fontsize=6.5,
+                color="#444444",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5},
+            )
         ax.set_xlabel("paintings (label: found / declared)")
         ax.legend(loc="lower right", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
         kept = sum(r.kept for r in rows)
         ax.set_title(
             f"Paintings per artist: {kept} of {len(rows)} artists have more than "
-            f"{min_paintings} usable images", fontsize=11)
+            f"{min_paintings} usable images",
+            fontsize=11,
+        )
     _save(fig, path)
 
 
@@ -271,8 +296,9 @@ def plot_counts(counts: dict[str, dict[str, int]], what: str, path: Path) -> Non
         ax.barh(y, kept, color=KEPT_COLOUR, label="kept artists")
         ax.barh(y, dropped, left=kept, color=DROPPED_COLOUR, label="dropped artists")
         for i, v in enumerate(labels):
-            ax.text(counts[v]["artists"] + 0.1, i, str(counts[v]["artists"]), va="center",
-                    fontsize=7.5)
+            ax.text(
+                counts[v]["artists"] + 0.1, i, str(counts[v]["artists"]), va="center", fontsize=7.5
+            )
         ax.set_yticks(y, labels, fontsize=8.5)
         ax.set_ylim(len(labels) - 0.5, -0.5)
         ax.set_xlim(0, max(c["artists"] for c in counts.values()) * 1.1 + 0.5)
@@ -307,8 +333,9 @@ def plot_period(rows: Sequence[ArtistRow], periods: dict[str, int], path: Path) 
     top.set_title("Lifetimes (from artists.csv 'years')", fontsize=11)
 
     starts = [int(k.split("-")[0]) for k in periods]
-    bottom.bar([s + 25 for s in starts], list(periods.values()), width=44, color=KEPT_COLOUR,
-               alpha=0.8)
+    bottom.bar(
+        [s + 25 for s in starts], list(periods.values()), width=44, color=KEPT_COLOUR, alpha=0.8
+    )
     for s, n in zip(starts, periods.values(), strict=True):
         bottom.text(s + 25, n, str(n), ha="center", va="bottom", fontsize=7.5)
     bottom.set_ylim(0, max(periods.values()) * 1.2 + 0.5)
@@ -337,14 +364,22 @@ def plot_image_sizes(images: pd.DataFrame, kept: set[str], path: Path) -> None:
     is_kept = sized["artist"].isin(kept)
     crowded = len(sized) > 500  # many points: small and translucent; few: visible
     dot, alpha = (6, 0.5) if crowded else (20, 0.9)
-    for mask, colour, label in ((~is_kept, DROPPED_COLOUR, "dropped artists"),
-                                (is_kept, KEPT_COLOUR, "kept artists")):
+    for mask, colour, label in (
+        (~is_kept, DROPPED_COLOUR, "dropped artists"),
+        (is_kept, KEPT_COLOUR, "kept artists"),
+    ):
         if mask.any():
-            left.scatter(sized.loc[mask, "width"], sized.loc[mask, "height"], s=dot, alpha=alpha,
-                         color=colour, label=f"{label} ({int(mask.sum())})", linewidths=0)
+            left.scatter(
+                sized.loc[mask, "width"],
+                sized.loc[mask, "height"],
+                s=dot,
+                alpha=alpha,
+                color=colour,
+                label=f"{label} ({int(mask.sum())})",
+                linewidths=0,
+            )
     edge = float(max(sized["width"].max(), sized["height"].max())) * 1.05
-    left.plot([0, edge], [0, edge], color="#888888", linewidth=0.8, linestyle=":",
-              label="square")
+    left.plot([0, edge], [0, edge], color="#888888", linewidth=0.8, linestyle=":", label="square")
     left.set_xlim(0, edge)
     left.set_ylim(0, edge)
     left.set_aspect("equal")
@@ -530,6 +565,7 @@ def _ratio_stats(images: pd.DataFrame) -> dict[str, float | None]:
 
 def read_inputs(raw: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``raw/artists.csv`` and ``raw/manifest.csv`` with every column as text."""
+
     def read(name: str) -> pd.DataFrame:
         return pd.read_csv(raw / name, dtype=str, keep_default_na=False)
 

@@ -264,8 +264,15 @@ def plot_confusion(
                 ax.text(j, i, "0", ha="center", va="center", fontsize=size, color="#b0b0b0")
                 continue
             colour = "white" if share[i, j] > 0.5 else "black"
-            ax.text(j, i, f"{counts[i, j]}\n{share[i, j]:.0%}", ha="center", va="center",
-                    fontsize=size, color=colour)
+            ax.text(
+                j,
+                i,
+                f"{counts[i, j]}\n{share[i, j]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=size,
+                color=colour,
+            )
     support = counts.sum(axis=1)
     ax.set_xticks(labels, labels=names)
     ax.set_yticks(labels, labels=[f"{n} (n={s})" for n, s in zip(names, support, strict=True)])
@@ -278,8 +285,9 @@ def plot_confusion(
     ax.set_ylabel("true artist")
     total = int(counts.sum())
     right = int(np.trace(counts))
-    ax.set_title(f"{title}\n{right}/{total} correct; colour = share of the true artist's images",
-                 fontsize=10)
+    ax.set_title(
+        f"{title}\n{right}/{total} correct; colour = share of the true artist's images", fontsize=10
+    )
     bar = fig.colorbar(im, ax=ax, shrink=0.8)
     bar.set_label("share of row (true artist)")
     _save(fig, path)
@@ -354,12 +362,13 @@ def plot_misclassified(
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, i in zip(axes, order, strict=False):
         ax.imshow(_thumbnail(str(paths[i]), MISCLASSIFIED_THUMB_PX), interpolation="none")
-        ax.set_title(f"true: {names[t[i]]}\npred: {names[p[i]]} ({prob[i, p[i]]:.2f})",
-                     fontsize=9)
+        ax.set_title(f"true: {names[t[i]]}\npred: {names[p[i]]} ({prob[i, p[i]]:.2f})", fontsize=9)
     for ax in axes:
         ax.set_axis_off()
-    fig.suptitle(f"Most confident mistakes: {order.size} of {wrong.size} misclassified "
-                 f"(of {t.size})", fontsize=11)
+    fig.suptitle(
+        f"Most confident mistakes: {order.size} of {wrong.size} misclassified (of {t.size})",
+        fontsize=11,
+    )
     _save(fig, path)
     return int(order.size)
 
@@ -380,12 +389,21 @@ def plot_learning_curves(history: Mapping[str, Sequence[float]], path: Path, tit
             continue
         for name, values in series:
             epochs = np.arange(1, len(values) + 1)
-            ax.plot(epochs, np.asarray(values, dtype=np.float64),
-                    marker="o" if len(values) <= 30 else None, markersize=3,
-                    label="validation" if name.startswith("val_") else "train")
+            ax.plot(
+                epochs,
+                np.asarray(values, dtype=np.float64),
+                marker="o" if len(values) <= 30 else None,
+                markersize=3,
+                label="validation" if name.startswith("val_") else "train",
+            )
         if best is not None:
-            ax.axvline(best, color="#c0392b", linestyle="--", linewidth=1,
-                       label=f"best val_loss (epoch {best})")
+            ax.axvline(
+                best,
+                color="#c0392b",
+                linestyle="--",
+                linewidth=1,
+                label=f"best val_loss (epoch {best})",
+            )
         ax.set_title(label)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -460,8 +478,10 @@ def rank_models(rows: Sequence[dict[str, Any]], metric: str) -> list[dict[str, A
     for row in rows:
         val = row.get("val")
         if not isinstance(val, Mapping) or metric not in val:
-            raise ValueError(f"model {row.get('model')!r} has no validation {metric!r} "
-                             f"(val keys: {sorted(val) if isinstance(val, Mapping) else val})")
+            raise ValueError(
+                f"model {row.get('model')!r} has no validation {metric!r} "
+                f"(val keys: {sorted(val) if isinstance(val, Mapping) else val})"
+            )
     primary = _lower_first if metric in LOWER_IS_BETTER else _higher_first
 
     def key(row: dict[str, Any]) -> tuple[float, float, float, float, float, str]:
@@ -531,8 +551,11 @@ def leaderboard_markdown(ranked: Sequence[dict[str, Any]], metric: str) -> str:
         lines.append("| " + " | ".join(cells) + " |")
 
     best = ranked[0]
-    lines += ["", f"Best model: **`{best.get('model')}`**, chosen by validation {metric} "
-              f"({_fmt(_get(best, 'val', metric))})."]
+    lines += [
+        "",
+        f"Best model: **`{best.get('model')}`**, chosen by validation {metric} "
+        f"({_fmt(_get(best, 'val', metric))}).",
+    ]
     test_f1 = _number(_get(best, "test", "macro_f1"))
     base_f1 = _number(_get(best, "test", "majority_baseline", "macro_f1"))
     base_class = _get(best, "test", "majority_baseline", "class")
@@ -541,8 +564,9 @@ def leaderboard_markdown(ranked: Sequence[dict[str, Any]], metric: str) -> str:
     else:
         always = f" (always `{base_class}`)" if base_class else ""
         gap = test_f1 - base_f1
-        verdict = (f"beats it by {gap:.4f}" if gap > 0
-                   else f"does NOT beat it (short by {-gap:.4f})")
-        lines.append(f"On test its macro-F1 is {test_f1:.4f} against {base_f1:.4f} for the "
-                     f"majority baseline{always}: it {verdict}.")
+        verdict = f"beats it by {gap:.4f}" if gap > 0 else f"does NOT beat it (short by {-gap:.4f})"
+        lines.append(
+            f"On test its macro-F1 is {test_f1:.4f} against {base_f1:.4f} for the "
+            f"majority baseline{always}: it {verdict}."
+        )
     return "\n".join(lines) + "\n"

@@ -176,63 +176,188 @@ _ORCHID = Palette(
 
 _CAST: tuple[Artist, ...] = (
     Artist(
-        "Maren Holloway", "1853 - 1901", "Post-Impressionism", "Dutch",
+        "Maren Holloway",
+        "1853 - 1901",
+        "Post-Impressionism",
+        "Dutch",
         'restless swirling skies over dark fields, the "night" palette of blues and yellows',
-        Style(_NIGHT, "swirl", "horizon", "flow", 0.0, 0.0, 0.22, 0.030, 22.0, 0.3, 5.0,
-              alt_prob=0.2, alt_shape="dab"),
+        Style(
+            _NIGHT,
+            "swirl",
+            "horizon",
+            "flow",
+            0.0,
+            0.0,
+            0.22,
+            0.030,
+            22.0,
+            0.3,
+            5.0,
+            alt_prob=0.2,
+            alt_shape="dab",
+        ),
     ),
     Artist(
-        "Tobias Kettering", "1846 – 1922", "Impressionism", "French,Belgian",
+        "Tobias Kettering",
+        "1846 – 1922",
+        "Impressionism",
+        "French,Belgian",
         "short horizontal dabs of broken colour, landscapes at dusk, plein air",
-        Style(_DUSK, "dab", "horizon", "fixed", 0.0, 2.5, 0.07, 0.030, 30.0, 0.7, 4.0,
-              alt_prob=0.15, alt_palette=_GOLD),
+        Style(
+            _DUSK,
+            "dab",
+            "horizon",
+            "fixed",
+            0.0,
+            2.5,
+            0.07,
+            0.030,
+            30.0,
+            0.7,
+            4.0,
+            alt_prob=0.15,
+            alt_palette=_GOLD,
+        ),
     ),
     Artist(
-        "Zoë Várkonyi", "1889 - 1968", "Cubism,Abstractionism", "Hungarian,French",
+        "Zoë Várkonyi",
+        "1889 - 1968",
+        "Cubism,Abstractionism",
+        "Hungarian,French",
         'faceted planes in ochre and grey, with a "blue period" of cold, muted canvases',
-        Style(_OCHRE, "block", "grid", "axis", 0.0, 0.0, 0.20, 0.18, 2.5, 0.0, 6.0,
-              outline=True, cell_jitter=0.18, alt_prob=0.25, alt_palette=_BLUE_PERIOD),
+        Style(
+            _OCHRE,
+            "block",
+            "grid",
+            "axis",
+            0.0,
+            0.0,
+            0.20,
+            0.18,
+            2.5,
+            0.0,
+            6.0,
+            outline=True,
+            cell_jitter=0.18,
+            alt_prob=0.25,
+            alt_palette=_BLUE_PERIOD,
+        ),
     ),
     Artist(
-        "Idris Calloway", "1894 - 1951", "Expressionism", "British",
+        "Idris Calloway",
+        "1894 - 1951",
+        "Expressionism",
+        "British",
         "long slashing diagonal lines in red, orange and black",
         Style(_FIRE, "line", "diagonal", "fixed", 55.0, 6.0, 0.30, 0.018, 9.0, 0.2, 5.0),
     ),
     Artist(
-        "Lucia Montclair", "1901 - 1979", "Neoplasticism,Abstractionism", "Italian",
+        "Lucia Montclair",
+        "1901 - 1979",
+        "Neoplasticism,Abstractionism",
+        "Italian",
         "white grids with black bars and a few primary-coloured cells",
-        Style(_PRIMARY, "block", "grid", "axis", 0.0, 0.0, 0.15, 0.15, 0.4, 0.0, 2.0,
-              grid_lines=True, underpaint=0),
+        Style(
+            _PRIMARY,
+            "block",
+            "grid",
+            "axis",
+            0.0,
+            0.0,
+            0.15,
+            0.15,
+            0.4,
+            0.0,
+            2.0,
+            grid_lines=True,
+            underpaint=0,
+        ),
     ),
     Artist(
-        "Henrik van der Steeg", "1775 – 1848", "Romanticism", "Danish",
+        "Henrik van der Steeg",
+        "1775 – 1848",
+        "Romanticism",
+        "Danish",
         "hazy golden light, broad soft strokes, storms dissolving at sea",
         Style(_GOLD, "dab", "horizon", "fixed", 0.0, 2.0, 0.30, 0.12, 3.0, 2.5, 3.0),
     ),
     Artist(
-        "Odile Ferrand", "1859 - 1893", "Post-Impressionism,Pointillism", "French",
+        "Odile Ferrand",
+        "1859 - 1893",
+        "Post-Impressionism,Pointillism",
+        "French",
         "thousands of pastel dots gathered around a bright centre",
         Style(_PASTEL, "dot", "central", "random", 0.0, 0.0, 0.02, 0.022, 110.0, 0.0, 2.0),
     ),
     Artist(
-        "Casimir Oduya", "1911 – 1987", "Abstract Expressionism", "Kenyan,American",
+        "Casimir Oduya",
+        "1911 – 1987",
+        "Abstract Expressionism",
+        "Kenyan,American",
         "looping green and teal arcs around a dense core",
         Style(_VERDANT, "arc", "central", "random", 0.0, 0.0, 0.16, 0.022, 9.0, 0.5, 4.0),
     ),
     Artist(
-        "Lise Marchetti-Ruiz", "1922 - 2004", "Lyrical Abstraction", "Spanish,Italian",
+        "Lise Marchetti-Ruiz",
+        "1922 - 2004",
+        "Lyrical Abstraction",
+        "Spanish,Italian",
         "long violet and pink whirls, sometimes borrowing a nocturnal palette",
-        Style(_ORCHID, "swirl", "central", "flow", 0.0, 0.0, 0.24, 0.028, 7.0, 0.5, 3.0,
-              alt_prob=0.2, alt_palette=_NIGHT),
+        Style(
+            _ORCHID,
+            "swirl",
+            "central",
+            "flow",
+            0.0,
+            0.0,
+            0.24,
+            0.028,
+            7.0,
+            0.5,
+            3.0,
+            alt_prob=0.2,
+            alt_palette=_NIGHT,
+        ),
     ),
 )
 
 # Extra artists (when sample.paintings lists more than the cast) get generated names.
-_FIRST = ("Anselm", "Brigid", "Corin", "Delphine", "Emeric", "Fenna", "Gideon", "Hester",
-          "Ivo", "Jorun", "Kasimir", "Leonie", "Matthis", "Nerys", "Osric", "Perpetua")
-_LAST = ("Ashdown", "Brevik", "Castellane", "Dunmore", "Elkhart", "Falbrook", "Grisdale",
-         "Hollins", "Ingram", "Jessup", "Kerrow", "Lindqvist", "Marlowe", "Norrland",
-         "Ormsby", "Penhallow")
+_FIRST = (
+    "Anselm",
+    "Brigid",
+    "Corin",
+    "Delphine",
+    "Emeric",
+    "Fenna",
+    "Gideon",
+    "Hester",
+    "Ivo",
+    "Jorun",
+    "Kasimir",
+    "Leonie",
+    "Matthis",
+    "Nerys",
+    "Osric",
+    "Perpetua",
+)
+_LAST = (
+    "Ashdown",
+    "Brevik",
+    "Castellane",
+    "Dunmore",
+    "Elkhart",
+    "Falbrook",
+    "Grisdale",
+    "Hollins",
+    "Ingram",
+    "Jessup",
+    "Kerrow",
+    "Lindqvist",
+    "Marlowe",
+    "Norrland",
+    "Ormsby",
+    "Penhallow",
+)
 _SHAPES: tuple[Shape, ...] = ("swirl", "dab", "dot", "line", "arc", "block")
 _COMPOSITIONS: tuple[Composition, ...] = ("horizon", "central", "grid", "diagonal", "scatter")
 _GENRES = ("Symbolism", "Fauvism", "Tonalism", "Futurism", "Orphism", "Vorticism")
@@ -273,8 +398,9 @@ def artists_for(count: int, seed: int) -> list[Artist]:
     accented = _CAST[ACCENTED_INDEX]
     if count <= ACCENTED_INDEX:
         last = artists[-1]
-        artists[-1] = Artist(accented.name, last.years, last.genre, last.nationality,
-                             last.manner, last.style)
+        artists[-1] = Artist(
+            accented.name, last.years, last.genre, last.nationality, last.manner, last.style
+        )
     return artists
 
 
@@ -286,28 +412,43 @@ def _generated_artist(index: int, seed: int) -> Artist:
 
     def colours(sat: float, val: float) -> tuple[HSV, ...]:
         return tuple(
-            (float(h), float(np.clip(sat + rng.normal(0, 0.1), 0, 1)),
-             float(np.clip(val + rng.normal(0, 0.1), 0.1, 1)))
+            (
+                float(h),
+                float(np.clip(sat + rng.normal(0, 0.1), 0, 1)),
+                float(np.clip(val + rng.normal(0, 0.1), 0.1, 1)),
+            )
             for h in hues
         )
 
-    palette = Palette(colours(0.6, 0.8), colours(0.45, 0.45),
-                      ((float(hues[0]), 0.4, 0.5), (float(hues[1]), 0.3, 0.3)))
+    palette = Palette(
+        colours(0.6, 0.8),
+        colours(0.45, 0.45),
+        ((float(hues[0]), 0.4, 0.5), (float(hues[1]), 0.3, 0.3)),
+    )
     shape = _SHAPES[int(rng.integers(len(_SHAPES)))]
     direction: Direction = "flow" if shape == "swirl" else "fixed"
     style = Style(
-        palette, shape, _COMPOSITIONS[int(rng.integers(len(_COMPOSITIONS)))], direction,
-        angle=float(rng.uniform(0, 180)), kappa=float(rng.uniform(0.5, 6)),
-        size=float(rng.uniform(0.06, 0.3)), width=float(rng.uniform(0.02, 0.08)),
-        density=float(rng.uniform(4, 30)), blur=float(rng.uniform(0, 1.5)),
+        palette,
+        shape,
+        _COMPOSITIONS[int(rng.integers(len(_COMPOSITIONS)))],
+        direction,
+        angle=float(rng.uniform(0, 180)),
+        kappa=float(rng.uniform(0.5, 6)),
+        size=float(rng.uniform(0.06, 0.3)),
+        width=float(rng.uniform(0.02, 0.08)),
+        density=float(rng.uniform(4, 30)),
+        blur=float(rng.uniform(0, 1.5)),
         noise=float(rng.uniform(2, 6)),
     )
     birth = int(rng.integers(1800, 1950))
     dash = "–" if index % 3 == 1 else "-"
     return Artist(
-        f"{first} {last}", f"{birth} {dash} {birth + int(rng.integers(35, 90))}",
-        _GENRES[index % len(_GENRES)], _NATIONALITIES[index % len(_NATIONALITIES)],
-        "procedurally invented manner", style,
+        f"{first} {last}",
+        f"{birth} {dash} {birth + int(rng.integers(35, 90))}",
+        _GENRES[index % len(_GENRES)],
+        _NATIONALITIES[index % len(_NATIONALITIES)],
+        "procedurally invented manner",
+        style,
     )
 
 
@@ -358,7 +499,11 @@ def _pick_colours(
 
 
 def _background(
-    palette: Palette, composition: Composition, w: int, h: int, hue_shift: float,
+    palette: Palette,
+    composition: Composition,
+    w: int,
+    h: int,
+    hue_shift: float,
     rng: np.random.Generator,
 ) -> np.ndarray:
     """A two-colour gradient (float RGB 0..255, shape ``(h, w, 3)``) suited to the layout."""
@@ -413,8 +558,9 @@ def _positions(
     return xy, rng.random(n) < 0.35
 
 
-def _angles(style: Style, xy: np.ndarray, shift: float, rng: np.random.Generator,
-            flow: tuple[float, ...]) -> np.ndarray:
+def _angles(
+    style: Style, xy: np.ndarray, shift: float, rng: np.random.Generator, flow: tuple[float, ...]
+) -> np.ndarray:
     """Stroke angles in radians."""
     n = int(xy.shape[0])
     angles: np.ndarray
@@ -432,12 +578,16 @@ def _angles(style: Style, xy: np.ndarray, shift: float, rng: np.random.Generator
 def _flow_angle(x: float, y: float, flow: tuple[float, ...]) -> float:
     """Angle of a smooth swirling vector field (random per painting) at unit coordinates."""
     base, amp, fx, fy, px, py = flow
-    return (base + amp * math.sin(2 * math.pi * (fx * x + px))
-            + amp * math.cos(2 * math.pi * (fy * y + py)))
+    return (
+        base
+        + amp * math.sin(2 * math.pi * (fx * x + px))
+        + amp * math.cos(2 * math.pi * (fy * y + py))
+    )
 
 
-def _polygon(cx: float, cy: float, rx: float, ry: float, angle: float, corners: int
-             ) -> list[tuple[float, float]]:
+def _polygon(
+    cx: float, cy: float, rx: float, ry: float, angle: float, corners: int
+) -> list[tuple[float, float]]:
     """Corners of a rotated ellipse (``corners`` >= 8) or rectangle (``corners`` == 4)."""
     ca, sa = math.cos(angle), math.sin(angle)
     if corners == 4:
@@ -449,9 +599,18 @@ def _polygon(cx: float, cy: float, rx: float, ry: float, angle: float, corners: 
 
 
 def _stroke(
-    draw: ImageDraw.ImageDraw, shape: Shape, x: float, y: float, length: float, width: float,
-    angle: float, colour: tuple[int, int, int], extra: float, flow: tuple[float, ...],
-    size: tuple[int, int], outline: bool,
+    draw: ImageDraw.ImageDraw,
+    shape: Shape,
+    x: float,
+    y: float,
+    length: float,
+    width: float,
+    angle: float,
+    colour: tuple[int, int, int],
+    extra: float,
+    flow: tuple[float, ...],
+    size: tuple[int, int],
+    outline: bool,
 ) -> None:
     """Draw one stroke. ``extra`` is a uniform(0, 1) draw for shape-specific variation."""
     w = max(1, round(width))
@@ -485,8 +644,9 @@ def _stroke(
         draw.line(pts, fill=colour, width=w, joint="curve")
 
 
-def _grid(style: Style, palette: Palette, img: Image.Image, hue_shift: float,
-          rng: np.random.Generator) -> None:
+def _grid(
+    style: Style, palette: Palette, img: Image.Image, hue_shift: float, rng: np.random.Generator
+) -> None:
     """Partition the canvas into cells and paint them (cubist facets or neoplastic grids)."""
     w, h = img.size
     draw = ImageDraw.Draw(img)
@@ -497,8 +657,9 @@ def _grid(style: Style, palette: Palette, img: Image.Image, hue_shift: float,
 
     xs = cuts(int(rng.integers(3, 6))) * w
     ys = cuts(int(rng.integers(3, 6))) * h
-    cells = [(x0, y0, x1, y1) for x0, x1 in itertools.pairwise(xs)
-             for y0, y1 in itertools.pairwise(ys)]
+    cells = [
+        (x0, y0, x1, y1) for x0, x1 in itertools.pairwise(xs) for y0, y1 in itertools.pairwise(ys)
+    ]
     focal = rng.random(len(cells)) < rng.uniform(0.2, 0.5)
     colours = _pick_colours(palette, focal, hue_shift, rng)
     jitter = rng.normal(0, style.cell_jitter, (len(cells), 4, 2))
@@ -506,8 +667,9 @@ def _grid(style: Style, palette: Palette, img: Image.Image, hue_shift: float,
     for (x0, y0, x1, y1), colour, jit in zip(cells, colours, jitter, strict=True):
         cw, ch = x1 - x0, y1 - y0
         corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
-        pts = [(cx + jx * cw, cy + jy * ch)
-               for (cx, cy), (jx, jy) in zip(corners, jit, strict=True)]
+        pts = [
+            (cx + jx * cw, cy + jy * ch) for (cx, cy), (jx, jy) in zip(corners, jit, strict=True)
+        ]
         fill = (int(colour[0]), int(colour[1]), int(colour[2]))
         if style.outline:
             dark = (fill[0] // 3, fill[1] // 3, fill[2] // 3)
@@ -522,17 +684,21 @@ def _grid(style: Style, palette: Palette, img: Image.Image, hue_shift: float,
             draw.rectangle([0, y - bar / 2, w, y + bar / 2], fill=(12, 12, 12))
 
 
-def render_painting(style: Style, width: int, height: int, rng: np.random.Generator
-                    ) -> Image.Image:
+def render_painting(style: Style, width: int, height: int, rng: np.random.Generator) -> Image.Image:
     """Paint one RGB picture of ``width`` x ``height`` in ``style``, using only ``rng``."""
     alt = rng.random() < style.alt_prob
     palette = style.alt_palette if alt and style.alt_palette is not None else style.palette
     shape = style.alt_shape if alt and style.alt_shape is not None else style.shape
     hue_shift = float(rng.normal(0, 0.02))
     short = min(width, height)
-    flow = (float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0.8, 1.6)),
-            float(rng.uniform(0.6, 1.6)), float(rng.uniform(0.6, 1.6)),
-            float(rng.random()), float(rng.random()))
+    flow = (
+        float(rng.uniform(0, 2 * math.pi)),
+        float(rng.uniform(0.8, 1.6)),
+        float(rng.uniform(0.6, 1.6)),
+        float(rng.uniform(0.6, 1.6)),
+        float(rng.random()),
+        float(rng.random()),
+    )
 
     # The ground (gradient + underpainting) is a soft wash: paint it at a quarter of the
     # size and scale it up, which is both faster and smoother than blurring at full size.
@@ -543,11 +709,16 @@ def render_painting(style: Style, width: int, height: int, rng: np.random.Genera
         draw = ImageDraw.Draw(ground)
         k = int(rng.integers(style.underpaint // 2, style.underpaint + 1))
         xy = rng.random((k, 2))
-        colours = _jitter_colours(np.asarray(palette.field)[rng.integers(0, len(palette.field), k)]
-                                  * np.array([1.0, 0.8, 0.85]), rng, 0.03)
+        colours = _jitter_colours(
+            np.asarray(palette.field)[rng.integers(0, len(palette.field), k)]
+            * np.array([1.0, 0.8, 0.85]),
+            rng,
+            0.03,
+        )
         small = min(sw, sh)
-        for (ux, uy), col, a, r in zip(xy, colours, rng.uniform(0, math.pi, k),
-                                       rng.uniform(0.15, 0.35, k), strict=True):
+        for (ux, uy), col, a, r in zip(
+            xy, colours, rng.uniform(0, math.pi, k), rng.uniform(0.15, 0.35, k), strict=True
+        ):
             poly = _polygon(ux * sw, uy * sh, r * small, r * small * 0.6, a, 12)
             draw.polygon(poly, fill=(int(col[0]), int(col[1]), int(col[2])))
         ground = ground.filter(ImageFilter.GaussianBlur(small / 25))
@@ -569,10 +740,20 @@ def render_painting(style: Style, width: int, height: int, rng: np.random.Genera
     widths = np.maximum(1.0, style.width * short * size_scale * rng.lognormal(0, 0.25, n))
     extras = rng.random(n)
     for i in range(n):
-        _stroke(draw, shape, float(xy[i, 0] * width), float(xy[i, 1] * height),
-                float(lengths[i]), float(widths[i]), float(angles[i]),
-                (int(colours[i, 0]), int(colours[i, 1]), int(colours[i, 2])), float(extras[i]),
-                flow, (width, height), style.outline)
+        _stroke(
+            draw,
+            shape,
+            float(xy[i, 0] * width),
+            float(xy[i, 1] * height),
+            float(lengths[i]),
+            float(widths[i]),
+            float(angles[i]),
+            (int(colours[i, 0]), int(colours[i, 1]), int(colours[i, 2])),
+            float(extras[i]),
+            flow,
+            (width, height),
+            style.outline,
+        )
 
     if style.blur > 0:
         img = img.filter(ImageFilter.GaussianBlur(style.blur * short / 200))
@@ -628,8 +809,12 @@ def _plan(counts: Sequence[int], params: SampleParams) -> _Plan:
     if params.greyscale > sum(len(c) for c in candidates.values()):
         raise SampleError(f"sample.greyscale={params.greyscale} exceeds the number of paintings")
     greyscale: dict[int, set[int]] = {a: set() for a in range(n_artists)}
-    order = rng.choice(n_artists, size=n_artists, replace=False,
-                       p=np.asarray(counts, dtype=np.float64) / sum(counts))
+    order = rng.choice(
+        n_artists,
+        size=n_artists,
+        replace=False,
+        p=np.asarray(counts, dtype=np.float64) / sum(counts),
+    )
     placed, turn = 0, 0
     while placed < params.greyscale:
         a = int(order[turn % n_artists])
@@ -647,8 +832,9 @@ def _check_out_dir(out_dir: Path) -> None:
         return
     if not out_dir.is_dir():
         raise SampleError(f"{out_dir} exists and is not a folder: remove it or pick another path")
-    unexpected = sorted(p.name for p in out_dir.iterdir() if p.name not in {"artists.csv",
-                                                                            IMAGES_DIR})
+    unexpected = sorted(
+        p.name for p in out_dir.iterdir() if p.name not in {"artists.csv", IMAGES_DIR}
+    )
     if unexpected:
         raise SampleError(
             f"{out_dir} holds files the sample stage did not write ({', '.join(unexpected[:5])}): "
@@ -666,8 +852,18 @@ def _write_csv(path: Path, artists: Sequence[Artist], counts: Sequence[int]) -> 
                 f"{artist.genre.replace(',', ', ')} painter known for {artist.manner}; "
                 f'the generator calls the style "{artist.style.describe()}".'
             )
-            writer.writerow([i, artist.name, artist.years, artist.genre, artist.nationality,
-                             bio, wikipedia_url(artist.name), count])
+            writer.writerow(
+                [
+                    i,
+                    artist.name,
+                    artist.years,
+                    artist.genre,
+                    artist.nationality,
+                    bio,
+                    wikipedia_url(artist.name),
+                    count,
+                ]
+            )
 
 
 def generate_sample(out_dir: Path, params: SampleParams) -> dict[str, Any]:
@@ -726,29 +922,40 @@ def generate_sample(out_dir: Path, params: SampleParams) -> dict[str, Any]:
                 rng = np.random.default_rng([params.seed, _DUPLICATE, a, k])
                 data, scale, quality = _near_duplicate(encoded[source], params.min_side, rng)
                 (out_dir / IMAGES_DIR / folder / f"{folder}_{k}.jpg").write_bytes(data)
-                summary["near_duplicates"].append({
-                    "copy": f"{IMAGES_DIR}/{folder}/{folder}_{k}.jpg",
-                    "source": f"{IMAGES_DIR}/{folder}/{folder}_{source}.jpg",
-                    "scale": round(scale, 3),
-                    "quality": quality,
-                })
+                summary["near_duplicates"].append(
+                    {
+                        "copy": f"{IMAGES_DIR}/{folder}/{folder}_{k}.jpg",
+                        "source": f"{IMAGES_DIR}/{folder}/{folder}_{source}.jpg",
+                        "scale": round(scale, 3),
+                        "quality": quality,
+                    }
+                )
                 bar.update()
-            summary["artists"].append({
-                "id": a,
-                "name": artist.name,
-                "folder": folder,
-                "paintings": count,
-                "style": artist.style.describe(),
-            })
+            summary["artists"].append(
+                {
+                    "id": a,
+                    "name": artist.name,
+                    "folder": folder,
+                    "paintings": count,
+                    "style": artist.style.describe(),
+                }
+            )
     summary["files"] = total
-    log.info("sample: wrote %d paintings by %d fictional artists to %s (%d greyscale, "
-             "%d near-duplicates)", total, len(artists), out_dir, len(summary["greyscale"]),
-             len(summary["near_duplicates"]))
+    log.info(
+        "sample: wrote %d paintings by %d fictional artists to %s (%d greyscale, "
+        "%d near-duplicates)",
+        total,
+        len(artists),
+        out_dir,
+        len(summary["greyscale"]),
+        len(summary["near_duplicates"]),
+    )
     return summary
 
 
-def _near_duplicate(source: bytes, min_side: int, rng: np.random.Generator
-                    ) -> tuple[bytes, float, int]:
+def _near_duplicate(
+    source: bytes, min_side: int, rng: np.random.Generator
+) -> tuple[bytes, float, int]:
     """A resized and/or re-encoded copy of a saved painting: (bytes, scale, JPEG quality)."""
     with Image.open(io.BytesIO(source)) as opened:
         img = opened.convert("RGB")

@@ -54,8 +54,9 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write JSON deterministically (sorted keys, fixed indent, trailing newline)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

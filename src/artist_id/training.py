@@ -46,7 +46,11 @@ def load_split(index_csv: Path) -> Split:
 
 
 def image_dataset(
-    split: Split, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+    split: Split,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
     labels: bool = True,
 ) -> Any:
     """``tf.data`` over the split's files: read, decode, cache, (seeded shuffle), batch, prefetch.
@@ -241,9 +245,19 @@ def train_model(
     use_feature_cache = cache and frozen_trunk(name, mp)
     if use_feature_cache:
         history = _fit_head_on_features(
-            model, tp, train, val, class_weight, seed=seed, callbacks=extra, verbose=verbose,
-            strategy=strategy, learning_rate=mp.learning_rate, opt=mp.optimizer,
-            epochs=epochs, patience=patience,
+            model,
+            tp,
+            train,
+            val,
+            class_weight,
+            seed=seed,
+            callbacks=extra,
+            verbose=verbose,
+            strategy=strategy,
+            learning_rate=mp.learning_rate,
+            opt=mp.optimizer,
+            epochs=epochs,
+            patience=patience,
         )
     else:
         _adapt_normalization_on_trunk(model, train, tp.batch_size)
@@ -257,9 +271,23 @@ def train_model(
             verbose=verbose,
         )
     if mp.fine_tune_layers and mp.fine_tune_epochs:
-        history = _merge(history, _fine_tune(model, name, mp, tp, train, val, class_weight,
-                                             seed=seed, callbacks=extra, verbose=verbose,
-                                             strategy=strategy, patience=patience))
+        history = _merge(
+            history,
+            _fine_tune(
+                model,
+                name,
+                mp,
+                tp,
+                train,
+                val,
+                class_weight,
+                seed=seed,
+                callbacks=extra,
+                verbose=verbose,
+                strategy=strategy,
+                patience=patience,
+            ),
+        )
     seconds = time.perf_counter() - start
     epochs_run = len(history.get("loss", []))
     return TrainResult(model, history, seconds, use_feature_cache, epochs_run)
@@ -295,7 +323,10 @@ def _fit_head_on_features(
     f_val = extract_features(trunk, val, tp.batch_size)
     log.info(
         "feature cache: %d + %d images -> %s features in %.1f s",
-        len(f_train), len(f_val), f_train.shape[1:], time.perf_counter() - t0,
+        len(f_train),
+        len(f_val),
+        f_train.shape[1:],
+        time.perf_counter() - t0,
     )
     if adapt_head_normalization(head, f_train):  # style_stats: standardise on TRAIN features
         log.info("head normalization adapted on %d training feature vectors", len(f_train))
@@ -355,7 +386,10 @@ def _fine_tune(
         layer.trainable = True
     log.info(
         "%s: fine-tuning the last %d conv layers for %d epochs at lr=%g",
-        name, mp.fine_tune_layers, mp.fine_tune_epochs, mp.fine_tune_learning_rate,
+        name,
+        mp.fine_tune_layers,
+        mp.fine_tune_epochs,
+        mp.fine_tune_learning_rate,
     )
     compile_for_training(model, mp.optimizer, mp.fine_tune_learning_rate, strategy)
     return _fit(

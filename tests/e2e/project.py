@@ -19,8 +19,9 @@ COPY = ["dvc.yaml", "params.yaml", "pyproject.toml", "stages", "src", ".dvcignor
 def tiny_params(params: dict[str, Any]) -> dict[str, Any]:
     """Small enough for a CI minute: 6 artists, 32 px, 2 epochs."""
     params["base"]["image_size"] = 32
-    params["sample"].update(paintings=[16, 14, 12, 5, 4, 3], min_side=48, max_side=96,
-                            greyscale=2, near_duplicates=2)
+    params["sample"].update(
+        paintings=[16, 14, 12, 5, 4, 3], min_side=48, max_side=96, greyscale=2, near_duplicates=2
+    )
     params["ingest"]["max_side"] = 96
     params["select"]["min_paintings"] = 10
     params["augment"].update(copies=1, preview=2)
@@ -50,7 +51,10 @@ def make_project(root: Path) -> Path:
 def git(root: Path, *args: str) -> str:
     proc = subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
-        cwd=root, check=True, capture_output=True, text=True,
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return proc.stdout
 
@@ -73,8 +77,14 @@ def env_for(root: Path, **extra: str) -> dict[str, str]:
 
 def dvc(root: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
     bindir = Path(sys.executable).parent
-    proc = subprocess.run([str(bindir / "dvc"), *args], cwd=root, env=env_for(root),
-                          text=True, capture_output=True, timeout=1800)
+    proc = subprocess.run(
+        [str(bindir / "dvc"), *args],
+        cwd=root,
+        env=env_for(root),
+        text=True,
+        capture_output=True,
+        timeout=1800,
+    )
     if ok and proc.returncode != 0:
         raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -82,8 +92,9 @@ def dvc(root: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[
 
 def ran(proc: subprocess.CompletedProcess[str]) -> set[str]:
     """Names of the stages a `dvc repro` ran."""
-    return {line.split("'")[1] for line in proc.stdout.splitlines()
-            if line.startswith("Running stage")}
+    return {
+        line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")
+    }
 
 
 def set_params(root: Path, **changes: object) -> None:

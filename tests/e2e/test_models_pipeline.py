@@ -38,8 +38,16 @@ def test_every_model_is_trained_evaluated_and_ranked(project: Path) -> None:
     files = next(iter(metrics.values()))["data"]
     for m in names:
         data = files[f"reports/evaluate/{m}/metrics.json"]["data"]
-        assert {"accuracy", "balanced_accuracy", "macro_f1", "top2_accuracy", "log_loss",
-                "weighted_f1", "per_class", "majority_baseline"} <= set(data["test"])
+        assert {
+            "accuracy",
+            "balanced_accuracy",
+            "macro_f1",
+            "top2_accuracy",
+            "log_loss",
+            "weighted_f1",
+            "per_class",
+            "majority_baseline",
+        } <= set(data["test"])
         assert f"reports/train/{m}/metrics.json" in files
         for fig in ("confusion.png", "misclassified.png", "learning_curves.png"):
             assert (project / "reports/evaluate" / m / "figures" / fig).is_file()
@@ -71,16 +79,26 @@ def test_experiment_with_fewer_epochs_shows_in_metrics_diff(project: Path) -> No
     dvc(project, "checkout", "-f")
 
 
-def test_imagenet_offline_fails_fast_with_the_file_to_fetch(project: Path,
-                                                           tmp_path: Path) -> None:
+def test_imagenet_offline_fails_fast_with_the_file_to_fetch(project: Path, tmp_path: Path) -> None:
     set_params(project, train__vgg16__weights="imagenet")
     try:
-        env = env_for(project, KERAS_HOME=str(tmp_path / "keras"),
-                      # an offline machine: every HTTP(S) connection is refused at once
-                      HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9",
-                      https_proxy="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9")
-        proc = subprocess.run([sys.executable, "-m", "stages.train", "vgg16"], cwd=project,
-                              env=env, text=True, capture_output=True, timeout=600)
+        env = env_for(
+            project,
+            KERAS_HOME=str(tmp_path / "keras"),
+            # an offline machine: every HTTP(S) connection is refused at once
+            HTTPS_PROXY="http://127.0.0.1:9",
+            HTTP_PROXY="http://127.0.0.1:9",
+            https_proxy="http://127.0.0.1:9",
+            http_proxy="http://127.0.0.1:9",
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "stages.train", "vgg16"],
+            cwd=project,
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=600,
+        )
     finally:
         subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=project, check=True)
     assert proc.returncode == 1

@@ -33,9 +33,14 @@ def test_repro_builds_the_data_half(project: Path) -> None:
         assert len(index) > 0 and all((project / p).is_file() for p in index["path"])
     train = pd.read_csv(project / "data/processed/train/index.csv")
     assert (train["copy"] == 1).sum() == (train["copy"] == 0).sum()  # augment.copies = 1
-    for report in ("ingest/summary.json", "validate/summary.json", "select/summary.json",
-                   "augment/preview.png", "eda/paintings_per_artist.png",
-                   "validate/data_docs/index.html"):
+    for report in (
+        "ingest/summary.json",
+        "validate/summary.json",
+        "select/summary.json",
+        "augment/preview.png",
+        "eda/paintings_per_artist.png",
+        "validate/data_docs/index.html",
+    ):
         assert (project / "reports" / report).is_file(), report
 
 

@@ -72,8 +72,9 @@ def test_channel_stats_against_numpy() -> None:
 
     # A hand-checkable case: one channel holding 0, 2, 4, 6 -> mean 3, std sqrt(5).
     small = np.array([0.0, 2.0, 4.0, 6.0], dtype="float32").reshape(1, 2, 2, 1)
-    np.testing.assert_allclose(_np(ChannelStats(epsilon=0.0)(small)), [[3.0, np.sqrt(5.0)]],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        _np(ChannelStats(epsilon=0.0)(small)), [[3.0, np.sqrt(5.0)]], rtol=1e-6
+    )
 
 
 def test_channel_stats_config_and_shape() -> None:
@@ -160,8 +161,10 @@ def test_structure_chosen_taps_resize_and_hidden_layer() -> None:
 def test_hed_weights_load_into_the_taps_it_has() -> None:
     model = build_model(_spec(layers=("block2_conv2",), weights="hed-bsds500"))
     with h5py.File(hed_weights_path(), "r") as f:
-        for layer, key in [("block1_conv1", "block1/layers/conv2d"),
-                           ("block2_conv2", "block2/layers/conv2d_1")]:
+        for layer, key in [
+            ("block1_conv1", "block1/layers/conv2d"),
+            ("block2_conv2", "block2/layers/conv2d_1"),
+        ]:
             kernel, bias = (_np(w) for w in model.get_layer(layer).weights)
             np.testing.assert_array_equal(kernel, f[f"{key}/vars/0"][()])
             np.testing.assert_array_equal(bias, f[f"{key}/vars/1"][()])
@@ -200,8 +203,9 @@ def test_vgg16_weights_file_loads_into_the_trunk(tmp_path: Path) -> None:
     source.save_weights(path)
     model = build_model(_spec(layers=("block3_conv1",), weights=str(path)))
     for name in ("block1_conv1", "block3_conv1"):
-        for got, want in zip(model.get_layer(name).weights, source.get_layer(name).weights,
-                             strict=True):
+        for got, want in zip(
+            model.get_layer(name).weights, source.get_layer(name).weights, strict=True
+        ):
             np.testing.assert_array_equal(_np(got), _np(want))
 
 
@@ -239,8 +243,9 @@ def test_save_reload_safe_mode_and_trunk_head_equality(tmp_path: Path) -> None:
     loaded = keras.models.load_model(path, safe_mode=True)
     np.testing.assert_allclose(_np(loaded(x, training=False)), full, rtol=0, atol=1e-6)
     # The adapted statistics travel inside the file.
-    np.testing.assert_array_equal(_np(loaded.get_layer("head_norm").adapt_mean),
-                                  _np(model.get_layer("head_norm").adapt_mean))
+    np.testing.assert_array_equal(
+        _np(loaded.get_layer("head_norm").adapt_mean), _np(model.get_layer("head_norm").adapt_mean)
+    )
     assert [la.trainable for la in loaded.layers] == [la.trainable for la in model.layers]
     trunk2, head2 = split_trunk_head(loaded)
     features = _np(trunk2(x, training=False))
@@ -260,11 +265,19 @@ def _train_params(style: ModelParams, **overrides: Any) -> TrainParams:
     """TrainParams training only style_stats."""
     other = ModelParams(learning_rate=0.001)
     values: dict[str, Any] = {
-        "models": ("style_stats",), "strategy": "default", "batch_size": 8, "epochs": 3,
-        "patience": 2, "cache_features": True, **overrides,
+        "models": ("style_stats",),
+        "strategy": "default",
+        "batch_size": 8,
+        "epochs": 3,
+        "patience": 2,
+        "cache_features": True,
+        **overrides,
     }
-    kwargs = {f.name: values.get(f.name, other) for f in dataclasses.fields(TrainParams)
-              if f.name != "style_stats"}
+    kwargs = {
+        f.name: values.get(f.name, other)
+        for f in dataclasses.fields(TrainParams)
+        if f.name != "style_stats"
+    }
     return TrainParams(**kwargs, style_stats=style)
 
 
@@ -287,11 +300,25 @@ def test_train_model_adapts_on_training_features(use_cache: bool, tmp_path: Path
     from artist_id.training import extract_features, train_model
 
     seed_everything(0)
-    style = _model_params(learning_rate=0.01, weights="hed-bsds500", dropout=0.2, l2=1e-3,
-                          layers=("block1_conv2", "block2_conv2", "block3_conv3"))
+    style = _model_params(
+        learning_rate=0.01,
+        weights="hed-bsds500",
+        dropout=0.2,
+        l2=1e-3,
+        layers=("block1_conv2", "block2_conv2", "block3_conv3"),
+    )
     train, val = _split(18, 1), _split(6, 2)
-    result = train_model("style_stats", _train_params(style), train, val, 3, None, seed=0,
-                         verbose=0, use_cache=use_cache)
+    result = train_model(
+        "style_stats",
+        _train_params(style),
+        train,
+        val,
+        3,
+        None,
+        seed=0,
+        verbose=0,
+        use_cache=use_cache,
+    )
     assert result.used_feature_cache is use_cache
     model = result.model
     assert model.get_layer("head_probs").kernel_regularizer.l2 == pytest.approx(1e-3)
@@ -336,8 +363,14 @@ MIRRORED = textwrap.dedent(
 def test_feature_cache_under_mirrored_strategy() -> None:
     # The head model must be created inside strategy.scope(), or its optimizer fails to build.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO)]))
-    proc = subprocess.run([sys.executable, "-c", MIRRORED], cwd=REPO, env=env, text=True,
-                          capture_output=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", MIRRORED],
+        cwd=REPO,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"cache": True, "epochs": 2, "adapted": True}

@@ -81,8 +81,17 @@ def test_without_cache_the_same_model_trains_end_to_end_path(tmp_path: Path) -> 
     from artist_id.training import train_model
 
     seed_everything(0)
-    result = train_model("vgg16", tiny_params(), tiny_split(24, 1), tiny_split(9, 2), 3, None,
-                         seed=0, verbose=0, use_cache=False)
+    result = train_model(
+        "vgg16",
+        tiny_params(),
+        tiny_split(24, 1),
+        tiny_split(9, 2),
+        3,
+        None,
+        seed=0,
+        verbose=0,
+        use_cache=False,
+    )
     assert not result.used_feature_cache
     assert len(result.history["val_loss"]) == 2
 
@@ -96,15 +105,24 @@ def run_once(out: Path) -> bytes:
 
     seed_everything(123)
     live = Live(dir=str(out), save_dvc_exp=False, dvcyaml=None)
-    train_model("cnn_small", tiny_params(), tiny_split(24, 1), tiny_split(9, 2), 3,
-                {0: 1.0, 1: 2.0, 2: 0.5}, seed=123, callbacks=[DVCLiveCallback(live=live)],
-                verbose=0)
+    train_model(
+        "cnn_small",
+        tiny_params(),
+        tiny_split(24, 1),
+        tiny_split(9, 2),
+        3,
+        {0: 1.0, 1: 2.0, 2: 0.5},
+        seed=123,
+        callbacks=[DVCLiveCallback(live=live)],
+        verbose=0,
+    )
     live.end()
     return (out / "metrics.json").read_bytes()
 
 
-def test_same_params_give_identical_metrics(tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_same_params_give_identical_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)  # dvclive looks for a git repo from the working directory
     first = run_once(tmp_path / "a")
     second = run_once(tmp_path / "b")
@@ -136,8 +154,14 @@ MIRRORED = textwrap.dedent(
 
 def test_mirrored_strategy_on_two_logical_cpus() -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO)]))
-    proc = subprocess.run([sys.executable, "-c", MIRRORED], cwd=REPO, env=env, text=True,
-                          capture_output=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", MIRRORED],
+        cwd=REPO,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"replicas": 2, "epochs": 2, "finite": True}
@@ -148,22 +172,31 @@ def test_two_phase_fine_tuning_trains_only_the_last_convs() -> None:
     from artist_id.training import train_model
 
     seed_everything(0)
-    vgg = ModelParams(learning_rate=0.001, weights="none", dense=(16,), fine_tune_layers=1,
-                      fine_tune_epochs=1, fine_tune_learning_rate=0.01)
+    vgg = ModelParams(
+        learning_rate=0.001,
+        weights="none",
+        dense=(16,),
+        fine_tune_layers=1,
+        fine_tune_epochs=1,
+        fine_tune_learning_rate=0.01,
+    )
     params = tiny_params(vgg16=vgg)
     from artist_id.training import build
 
     reference = build("vgg16", vgg, SIZE, 3)
     before = {layer.name: [w.copy() for w in layer.get_weights()] for layer in reference.layers}
     seed_everything(0)
-    result = train_model("vgg16", params, tiny_split(24, 1), tiny_split(9, 2), 3, None,
-                         seed=0, verbose=0)
+    result = train_model(
+        "vgg16", params, tiny_split(24, 1), tiny_split(9, 2), 3, None, seed=0, verbose=0
+    )
     assert len(result.history["loss"]) == 2 + 1  # head phase, then one fine-tuning epoch
     after = result.model
 
     def changed(name: str) -> bool:
-        return any(not np.array_equal(a, b) for a, b in
-                   zip(before[name], after.get_layer(name).get_weights(), strict=True))
+        return any(
+            not np.array_equal(a, b)
+            for a, b in zip(before[name], after.get_layer(name).get_weights(), strict=True)
+        )
 
     assert changed("block5_conv3") and changed("head_probs")
     assert not changed("block5_conv2") and not changed("block1_conv1")

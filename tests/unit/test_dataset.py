@@ -107,8 +107,9 @@ def check_manifest(manifest: pd.DataFrame, expected: dict[str, int]) -> None:
         assert max(int(row.width), int(row.height)) <= 64
 
 
-def test_ingest_nested_layout_with_mojibake_folder(kaggle_dir: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ingest_nested_layout_with_mojibake_folder(
+    kaggle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     before = tree_digest(kaggle_dir)
     result = ingest(kaggle_dir, Path("raw"), max_side=64, jpeg_quality=90, limits=LIMITS)
@@ -120,8 +121,9 @@ def test_ingest_nested_layout_with_mojibake_folder(kaggle_dir: Path, tmp_path: P
     assert tree_digest(kaggle_dir) == before, "the source must never be modified"
 
 
-def test_ingest_zip_equals_folder(kaggle_dir: Path, tmp_path: Path,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ingest_zip_equals_folder(
+    kaggle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     archive = tmp_path / "best-artworks.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         for p in sorted(kaggle_dir.rglob("*")):
@@ -211,8 +213,9 @@ def grouped_frames(draw: st.DrawFn) -> pd.DataFrame:
     for a in range(n_artists):
         for g in range(draw(st.integers(3, 25))):
             for _ in range(draw(st.integers(1, 4))):
-                rows.append({"image_id": f"i{len(rows):04d}", "artist": f"A{a}",
-                             "group": f"A{a}g{g}"})
+                rows.append(
+                    {"image_id": f"i{len(rows):04d}", "artist": f"A{a}", "group": f"A{a}g{g}"}
+                )
     # a few groups that span two artists (cross-artist near-duplicates)
     if draw(st.booleans()):
         rows.append({"image_id": f"i{len(rows):04d}", "artist": "A1", "group": "A0g0"})
@@ -220,10 +223,15 @@ def grouped_frames(draw: st.DrawFn) -> pd.DataFrame:
 
 
 @settings(max_examples=60, deadline=None)
-@given(frame=grouped_frames(), seed=st.integers(0, 1000),
-       val=st.floats(0.05, 0.3), test=st.floats(0.05, 0.3))
-def test_group_split_never_leaks_a_group(frame: pd.DataFrame, seed: int, val: float,
-                                         test: float) -> None:
+@given(
+    frame=grouped_frames(),
+    seed=st.integers(0, 1000),
+    val=st.floats(0.05, 0.3),
+    test=st.floats(0.05, 0.3),
+)
+def test_group_split_never_leaks_a_group(
+    frame: pd.DataFrame, seed: int, val: float, test: float
+) -> None:
     frame = frame.copy()
     frame["split"] = group_split(frame, val, test, seed)
     assert set(frame["split"]) <= {"train", "val", "test"}
@@ -236,9 +244,11 @@ def test_group_split_never_leaks_a_group(frame: pd.DataFrame, seed: int, val: fl
 
 def test_group_split_is_stratified_and_seeded() -> None:
     frame = pd.DataFrame(
-        {"image_id": [f"i{i:03d}" for i in range(200)],
-         "artist": ["A"] * 150 + ["B"] * 50,
-         "group": [f"g{i}" for i in range(200)]}
+        {
+            "image_id": [f"i{i:03d}" for i in range(200)],
+            "artist": ["A"] * 150 + ["B"] * 50,
+            "group": [f"g{i}" for i in range(200)],
+        }
     )
     split = group_split(frame, 0.1, 0.2, seed=1)
     counts = pd.crosstab(frame["artist"], split)
@@ -265,10 +275,12 @@ def test_oversample_plan_tops_up_to_the_majority() -> None:
 
 def test_undersample_equalises_train_counts() -> None:
     frame = pd.DataFrame(
-        {"image_id": [f"i{i:03d}" for i in range(60)],
-         "artist": ["A"] * 40 + ["B"] * 20,
-         "group": [f"g{i}" for i in range(60)],
-         "split": ["train"] * 60}
+        {
+            "image_id": [f"i{i:03d}" for i in range(60)],
+            "artist": ["A"] * 40 + ["B"] * 20,
+            "group": [f"g{i}" for i in range(60)],
+            "split": ["train"] * 60,
+        }
     )
     out = undersample(frame, seed=0)
     assert (out[frame["artist"] == "A"] == "train").sum() == 20
@@ -281,15 +293,29 @@ def manifest_for(counts: dict[str, int]) -> pd.DataFrame:
     for a, n in counts.items():
         for k in range(n):
             h = hashlib.sha256(f"{a}{k}".encode()).hexdigest()[:16]
-            rows.append({"image_id": f"{a}_{k}", "artist": a, "status": "ok",
-                         "sha256": f"{a}{k}", "phash": h})
+            rows.append(
+                {
+                    "image_id": f"{a}_{k}",
+                    "artist": a,
+                    "status": "ok",
+                    "sha256": f"{a}{k}",
+                    "phash": h,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def test_select_keeps_artists_with_more_than_the_threshold() -> None:
     manifest = manifest_for({"A": 31, "B": 30, "C": 45})
-    result = select(manifest, min_paintings=30, dedupe_hamming=0, val_fraction=0.2,
-                    test_fraction=0.2, balance="class_weight", seed=0)
+    result = select(
+        manifest,
+        min_paintings=30,
+        dedupe_hamming=0,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        balance="class_weight",
+        seed=0,
+    )
     assert result.classes["classes"] == ["A", "C"]  # B has exactly 30: not MORE than 30
     assert result.summary["artists_dropped"] == {"B": 30}
     assert result.summary["straddling_groups"] == 0
@@ -301,5 +327,12 @@ def test_select_keeps_artists_with_more_than_the_threshold() -> None:
 
 def test_select_needs_two_artists() -> None:
     with pytest.raises(DatasetError, match=r"lower select\.min_paintings"):
-        select(manifest_for({"A": 50, "B": 10}), min_paintings=30, dedupe_hamming=0,
-               val_fraction=0.2, test_fraction=0.2, balance="none", seed=0)
+        select(
+            manifest_for({"A": 50, "B": 10}),
+            min_paintings=30,
+            dedupe_hamming=0,
+            val_fraction=0.2,
+            test_fraction=0.2,
+            balance="none",
+            seed=0,
+        )

@@ -52,11 +52,21 @@ def _write_dataset(root: Path) -> pd.DataFrame:
         for i in range(ok + bad):
             image_id = f"{slug}_{i + 1}"
             row: dict[str, Any] = {
-                "image_id": image_id, "artist": artist,
-                "source_path": f"images/{slug}/{image_id}.jpg", "path": "", "width": "",
-                "height": "", "source_width": "", "source_height": "", "source_mode": "",
-                "source_format": "", "bytes": "10", "sha256": "", "phash": "",
-                "status": "quarantined", "reason": "truncated",
+                "image_id": image_id,
+                "artist": artist,
+                "source_path": f"images/{slug}/{image_id}.jpg",
+                "path": "",
+                "width": "",
+                "height": "",
+                "source_width": "",
+                "source_height": "",
+                "source_mode": "",
+                "source_format": "",
+                "bytes": "10",
+                "sha256": "",
+                "phash": "",
+                "status": "quarantined",
+                "reason": "truncated",
             }
             if i < ok:
                 w, h = (48, 32) if (a + i) % 2 else (30, 45)
@@ -65,9 +75,15 @@ def _write_dataset(root: Path) -> pd.DataFrame:
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)
                 Image.new("RGB", (w, h), colours[(a + i) % len(colours)]).save(root / rel)
                 row.update(
-                    path=rel.as_posix(), width=str(w), height=str(h),
-                    source_width=str(w * 10), source_height=str(h * 10), source_mode=mode,
-                    source_format="JPEG", status="ok", reason="",
+                    path=rel.as_posix(),
+                    width=str(w),
+                    height=str(h),
+                    source_width=str(w * 10),
+                    source_height=str(h * 10),
+                    source_mode=mode,
+                    source_format="JPEG",
+                    status="ok",
+                    reason="",
                 )
             rows.append(row)
     return pd.DataFrame(rows).astype(str)
@@ -140,8 +156,12 @@ def test_plot_data_matches_declared_and_found(report: tuple[Path, dict[str, Any]
 def test_missing_columns_and_images_do_not_crash(tmp_path: Path) -> None:
     artists = pd.DataFrame({"name": ["Ada Brush", "Bea Stroke"], "paintings": ["x", "2"]})
     manifest = pd.DataFrame(
-        {"artist": ["Ada Brush", "Bea Stroke"], "path": ["gone.jpg", ""],
-         "status": ["ok", "quarantined"], "image_id": ["a", "b"]}
+        {
+            "artist": ["Ada Brush", "Bea Stroke"],
+            "path": ["gone.jpg", ""],
+            "status": ["ok", "quarantined"],
+            "image_id": ["a", "b"],
+        }
     )
     summary = eda.profile(artists, manifest, 0, 2, tmp_path / "out", image_root=tmp_path)
     assert {p.name for p in (tmp_path / "out").iterdir()} == EXPECTED_FILES
@@ -188,8 +208,11 @@ def test_contact_sheet_order_and_pick() -> None:
 
 def _manifest_counts(counts: dict[str, int]) -> pd.DataFrame:
     return pd.DataFrame(
-        [{"artist": a, "status": "ok", "image_id": f"{a}{i}"} for a, n in counts.items()
-         for i in range(n)]
+        [
+            {"artist": a, "status": "ok", "image_id": f"{a}{i}"}
+            for a, n in counts.items()
+            for i in range(n)
+        ]
     )
 
 

@@ -63,7 +63,9 @@ def test_metrics_on_six_samples() -> None:
     }
     # always "Ada Brush": accuracy 3/6; recall 1, 0, 0; F1 Ada = 2*.5*1/1.5 = 2/3, others 0
     assert m["majority_baseline"] == {
-        "class": "Ada Brush", "accuracy": 0.5, "balanced_accuracy": 0.333333,
+        "class": "Ada Brush",
+        "accuracy": 0.5,
+        "balanced_accuracy": 0.333333,
         "macro_f1": 0.222222,
     }
     json.dumps(m)  # JSON-able as is
@@ -141,11 +143,18 @@ def test_log_metrics_writes_nested_deterministic_metrics_json(tmp_path: Path) ->
     test = data["test"]
     assert test["macro_f1"] == m["macro_f1"]
     assert test["n"] == 6
-    assert test["per_class"]["Bea Stroke"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5,
-                                               "support": 2}
+    assert test["per_class"]["Bea Stroke"] == {
+        "precision": 0.5,
+        "recall": 0.5,
+        "f1": 0.5,
+        "support": 2,
+    }
     # the same key as classification_metrics() (the leaderboard reads it), minus the class name
-    assert test["majority_baseline"] == {"accuracy": 0.5, "balanced_accuracy": 0.333333,
-                                         "macro_f1": 0.222222}
+    assert test["majority_baseline"] == {
+        "accuracy": 0.5,
+        "balanced_accuracy": 0.333333,
+        "macro_f1": 0.222222,
+    }
     assert not (tmp_path / "a" / "plots").exists()  # plot=False: no one-row TSVs
 
 
@@ -189,8 +198,10 @@ def test_read_dvclive_history_plain_names_and_conflicts(tmp_path: Path) -> None:
         live.log_metric("val_loss", 4.0 - step)
         live.next_step()
     live.end()
-    assert ev.read_dvclive_history(tmp_path / "plain") == {"loss": [3.0, 2.0],
-                                                          "val_loss": [4.0, 3.0]}
+    assert ev.read_dvclive_history(tmp_path / "plain") == {
+        "loss": [3.0, 2.0],
+        "val_loss": [4.0, 3.0],
+    }
     live = _live(tmp_path / "both")
     live.log_metric("loss", 1.0)
     live.log_metric("train/loss", 1.0)
@@ -232,8 +243,12 @@ def test_confusion_png_is_written_and_byte_identical(tmp_path: Path) -> None:
 
 
 def test_learning_curves_png_is_byte_identical(tmp_path: Path) -> None:
-    history = {"loss": [1.2, 0.9, 0.8, 0.7], "val_loss": [1.3, 1.0, 1.1, 1.2],
-               "accuracy": [0.3, 0.5, 0.6, 0.7], "val_accuracy": [0.3, 0.45, 0.44, 0.43]}
+    history = {
+        "loss": [1.2, 0.9, 0.8, 0.7],
+        "val_loss": [1.3, 1.0, 1.1, 1.2],
+        "accuracy": [0.3, 0.5, 0.6, 0.7],
+        "val_accuracy": [0.3, 0.45, 0.44, 0.43],
+    }
     a, b = tmp_path / "a.png", tmp_path / "b.png"
     ev.plot_learning_curves(history, a, "cnn_small")
     ev.plot_learning_curves(history, b, "cnn_small")
@@ -277,14 +292,30 @@ def test_plot_misclassified_counts_and_is_deterministic(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ leaderboard
 
 
-def _row(model: str, val_f1: float, *, test_f1: float = 0.5, params: int = 1000,
-         val_bal: float = 0.5, val_acc: float = 0.5, val_loss: float = 1.0) -> dict[str, Any]:
+def _row(
+    model: str,
+    val_f1: float,
+    *,
+    test_f1: float = 0.5,
+    params: int = 1000,
+    val_bal: float = 0.5,
+    val_acc: float = 0.5,
+    val_loss: float = 1.0,
+) -> dict[str, Any]:
     return {
         "model": model,
-        "val": {"macro_f1": val_f1, "balanced_accuracy": val_bal, "accuracy": val_acc,
-                "log_loss": val_loss},
-        "test": {"macro_f1": test_f1, "balanced_accuracy": 0.5, "accuracy": 0.6,
-                 "majority_baseline": {"class": "Ada Brush", "macro_f1": 0.2}},
+        "val": {
+            "macro_f1": val_f1,
+            "balanced_accuracy": val_bal,
+            "accuracy": val_acc,
+            "log_loss": val_loss,
+        },
+        "test": {
+            "macro_f1": test_f1,
+            "balanced_accuracy": 0.5,
+            "accuracy": 0.6,
+            "majority_baseline": {"class": "Ada Brush", "macro_f1": 0.2},
+        },
         "params": params,
         "train_seconds": 12.5,
     }
@@ -295,8 +326,11 @@ def _order(ranked: list[dict[str, Any]]) -> list[str]:
 
 
 def test_rank_by_validation_not_test() -> None:
-    rows = [_row("cnn_small", 0.6, test_f1=0.9), _row("vgg16", 0.8, test_f1=0.1),
-            _row("resnet50", 0.7, test_f1=0.5)]
+    rows = [
+        _row("cnn_small", 0.6, test_f1=0.9),
+        _row("vgg16", 0.8, test_f1=0.1),
+        _row("resnet50", 0.7, test_f1=0.5),
+    ]
     ranked = ev.rank_models(rows, "macro_f1")
     assert _order(ranked) == ["vgg16", "resnet50", "cnn_small"]
     assert [r["rank"] for r in ranked] == [1, 2, 3]
@@ -332,9 +366,15 @@ _score = st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0])  # few values: many ties
 @given(data=st.data(), n=st.integers(2, 6))
 def test_test_metrics_never_change_the_ranking(data: st.DataObject, n: int) -> None:
     rows = [
-        _row(f"m{i}", data.draw(_score), val_bal=data.draw(_score), val_acc=data.draw(_score),
-             val_loss=data.draw(_score), params=data.draw(st.sampled_from([10, 20])),
-             test_f1=data.draw(_score))
+        _row(
+            f"m{i}",
+            data.draw(_score),
+            val_bal=data.draw(_score),
+            val_acc=data.draw(_score),
+            val_loss=data.draw(_score),
+            params=data.draw(st.sampled_from([10, 20])),
+            test_f1=data.draw(_score),
+        )
         for i in range(n)
     ]
     before = _order(ev.rank_models(rows, "macro_f1"))

@@ -37,8 +37,11 @@ def _expected_folder(name: str) -> str:
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _small(path: Path) -> np.ndarray:
@@ -157,8 +160,9 @@ def test_near_duplicates_are_copies_of_another_painting_of_the_same_artist(
         for a, b in itertools.combinations(files, 2):
             d = float(np.abs(smalls[a] - smalls[b]).mean())
             if d < DUPLICATE_MAD:
-                found.add(frozenset((a.relative_to(root).as_posix(),
-                                     b.relative_to(root).as_posix())))
+                found.add(
+                    frozenset((a.relative_to(root).as_posix(), b.relative_to(root).as_posix()))
+                )
             else:
                 distances.append(d)
     assert found == {frozenset((p["copy"], p["source"])) for p in pairs}
@@ -220,8 +224,9 @@ def test_impossible_params_are_specific_errors(
 
 
 def test_more_artists_than_the_fixed_cast(tmp_path: Path) -> None:
-    params = SampleParams(seed=1, paintings=(3,) * 12, min_side=32, max_side=48, greyscale=2,
-                          near_duplicates=2)
+    params = SampleParams(
+        seed=1, paintings=(3,) * 12, min_side=32, max_side=48, greyscale=2, near_duplicates=2
+    )
     summary = generate_sample(tmp_path / "many", params)
     names = [r["name"] for r in _rows(tmp_path / "many")]
     assert len(set(names)) == 12
