@@ -4,6 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | cksum | cut -d' ' -f1)
 
+# Stage commands in dvc.yaml call `python`: make it the venv's, whatever the caller's PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
+
 # Offline by design: no telemetry from DVC, Great Expectations or BentoML.
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
