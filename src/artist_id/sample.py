@@ -941,7 +941,7 @@ def generate_sample(out_dir: Path, params: SampleParams) -> dict[str, Any]:
                 }
             )
     summary["files"] = total
-    log.info(
+    log.debug(
         "sample: wrote %d paintings by %d fictional artists to %s (%d greyscale, "
         "%d near-duplicates)",
         total,
