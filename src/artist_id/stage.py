@@ -31,9 +31,11 @@ def expect(*errors: type[BaseException]) -> None:
 
 def setup_logging() -> None:
     level = os.environ.get("ARTIST_ID_LOG", "INFO").upper()
+    # Our own messages at INFO; libraries (Great Expectations, BentoML, ...) only when they warn.
     logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    logging.getLogger("artist_id").setLevel(level)
     # TensorFlow's C++ start-up chatter hides the stage's own messages.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
