@@ -6,6 +6,7 @@ import os
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -116,3 +117,31 @@ def split_images(split) -> np.ndarray:  # type: ignore[no-untyped-def]
     return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in split.paths]).astype(
         "float32"
     )
+
+
+TWO_CPUS = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+"""
+
+
+def run_on_two_cpus(body: str) -> Any:
+    """Run ``body`` in a fresh Python whose CPU is split into two logical devices (possible
+    only before TensorFlow starts, hence the subprocess); return the JSON it printed last."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO)]))
+    proc = subprocess.run(
+        [sys.executable, "-c", TWO_CPUS + textwrap.dedent(body)],
+        cwd=REPO,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -6,11 +6,6 @@ Everything runs at 32-48 px on a handful of images; nothing touches the network.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +29,7 @@ from artist_id.models import (
     normalization_is_adapted,
     split_trunk_head,
 )
-from tests.conftest import REPO, split_images
+from tests.conftest import run_on_two_cpus, split_images
 
 SMALL = 32
 # VGG16 channels of the default taps: 64, 128, 256, 512, 512 -> 2 x 1,472 statistics.
@@ -339,38 +334,22 @@ def test_train_model_adapts_on_training_features(use_cache: bool, tmp_path: Path
     np.testing.assert_allclose(full, np.asarray(model.predict(x, verbose=0)), atol=1e-6)
 
 
-MIRRORED = textwrap.dedent(
-    """
-    import json
-    import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from artist_id.training import train_model
-    from tests.model.test_style_stats import _model_params, _split, _train_params
-    style = _model_params(learning_rate=0.01, layers=("block1_conv2", "block2_conv2"))
-    result = train_model("style_stats", _train_params(style, strategy="mirrored", epochs=2),
-                         _split(18, 1), _split(6, 2), 3, None, seed=0, verbose=0)
-    mean = result.model.get_layer("head_norm").adapt_mean.numpy()
-    print(json.dumps({"cache": result.used_feature_cache, "epochs": len(result.history["loss"]),
-                      "adapted": bool(np.any(mean != 0))}))
-    """
-)
+MIRRORED = """
+import json
+import numpy as np
+from artist_id.training import train_model
+from tests.model.test_style_stats import _model_params, _split, _train_params
+style = _model_params(learning_rate=0.01, layers=("block1_conv2", "block2_conv2"))
+result = train_model("style_stats", _train_params(style, strategy="mirrored", epochs=2),
+                     _split(18, 1), _split(6, 2), 3, None, seed=0, verbose=0)
+mean = result.model.get_layer("head_norm").adapt_mean.numpy()
+print(json.dumps({"cache": result.used_feature_cache, "epochs": len(result.history["loss"]),
+                  "adapted": bool(np.any(mean != 0))}))
+"""
 
 
 @pytest.mark.slow
 def test_feature_cache_under_mirrored_strategy() -> None:
     # The head model must be created inside strategy.scope(), or its optimizer fails to build.
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO)]))
-    proc = subprocess.run(
-        [sys.executable, "-c", MIRRORED],
-        cwd=REPO,
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_on_two_cpus(MIRRORED)
     assert result == {"cache": True, "epochs": 2, "adapted": True}

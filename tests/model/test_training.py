@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +11,7 @@ import numpy as np
 import pytest
 
 from artist_id.config import ModelParams, TrainParams
-from tests.conftest import REPO, split_from_arrays, split_images
+from tests.conftest import run_on_two_cpus, split_from_arrays, split_images
 
 pytestmark = pytest.mark.slow
 
@@ -132,38 +128,22 @@ def test_same_params_give_identical_metrics(
     assert (tmp_path / "a/plots/metrics/train/learning_rate.tsv").is_file()
 
 
-MIRRORED = textwrap.dedent(
-    """
-    import json, sys
-    import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from artist_id.training import make_strategy, train_model
-    from tests.model.test_training import tiny_params, tiny_split
-    strategy = make_strategy("mirrored")
-    result = train_model("cnn_small", tiny_params(strategy="mirrored"), tiny_split(24, 1),
-                         tiny_split(9, 2), 3, None, seed=0, verbose=0)
-    print(json.dumps({"replicas": strategy.num_replicas_in_sync,
-                      "epochs": len(result.history["loss"]),
-                      "finite": bool(np.isfinite(result.history["loss"]).all())}))
-    """
-)
+MIRRORED = """
+import json
+import numpy as np
+from artist_id.training import make_strategy, train_model
+from tests.model.test_training import tiny_params, tiny_split
+strategy = make_strategy("mirrored")
+result = train_model("cnn_small", tiny_params(strategy="mirrored"), tiny_split(24, 1),
+                     tiny_split(9, 2), 3, None, seed=0, verbose=0)
+print(json.dumps({"replicas": strategy.num_replicas_in_sync,
+                  "epochs": len(result.history["loss"]),
+                  "finite": bool(np.isfinite(result.history["loss"]).all())}))
+"""
 
 
 def test_mirrored_strategy_on_two_logical_cpus() -> None:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO)]))
-    proc = subprocess.run(
-        [sys.executable, "-c", MIRRORED],
-        cwd=REPO,
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_on_two_cpus(MIRRORED)
     assert result == {"replicas": 2, "epochs": 2, "finite": True}
 
 
