@@ -28,10 +28,6 @@ import io
 import logging
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -39,10 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
+from artist_id import localserve
+
 REPO = Path(__file__).resolve().parents[1]
 EXPORT = REPO / "models" / "bento" / "artist-id.tar"
 REAL = REPO.parent / "shared" / "real-sample" / "images" / "images"
-VENV_BIN = Path(sys.executable).parent
 
 
 def load_images(max_side: int, count: int) -> list[bytes]:
@@ -118,75 +115,11 @@ def baseline(model_dir: Path, images: list[bytes], repeats: int) -> dict[str, di
 # -------------------------------------------------------------------------------- service
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def server(home: Path, log: Path, timeout: float = 300) -> Iterator[str]:
-    import httpx
-
-    port = free_port()
-    env = {
-        **os.environ,
-        "BENTOML_HOME": str(home),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-    }
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(VENV_BIN / "bentoml"),
-                "serve",
-                "artist_id.service:ArtistID",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"bentoml serve exited ({proc.returncode}); see {log}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"server not ready after {timeout:.0f} s; see {log}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        stop_tree(proc)
-
-
-def stop_tree(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate ``bentoml serve`` and all its workers (circus puts each worker in a process
-    group of its own, so the CLI's group does not reach them)."""
-    import psutil
-
-    try:
-        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(True)]
-    except psutil.NoSuchProcess:
-        tree = []
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    _, alive = psutil.wait_procs(tree, timeout=20)
-    for p in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-    psutil.wait_procs(alive, timeout=5)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
+    env = {"BENTOML_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    with localserve.serve("artist_id.service:ArtistID", REPO, log, env, timeout) as srv:
+        yield srv.url
 
 
 async def load_test(
@@ -259,7 +192,7 @@ def main() -> None:
             with server(home, log) as url:
                 for c in args.concurrency:
                     service[c] = asyncio.run(load_test(url, images, c, args.requests))
-        except SystemExit:
+        except RuntimeError:
             shutil.copy(log, Path(tempfile.gettempdir()) / "artist-id-bench-serve.log")
             print(f"server log kept at {tempfile.gettempdir()}/artist-id-bench-serve.log")
             raise

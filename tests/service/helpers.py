@@ -10,12 +10,8 @@ import contextlib
 import io
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +21,10 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+
+# localserve imports nothing of BentoML: safe before BENTOML_HOME is set below
+from artist_id import localserve
+from artist_id.localserve import Server
 
 # Before any BentoML store access (the store path is resolved lazily, on first use).
 HOME = tempfile.mkdtemp(prefix="artist-id-test-bentoml-")
@@ -310,94 +310,9 @@ def bad_inputs() -> dict[str, tuple[dict[str, Any], int, str]]:
 # ------------------------------------------------------------------------------- server
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop ``bentoml serve`` and every process it started.
-
-    The CLI's process group is not enough: circus starts each service worker in a process
-    group of its own, and a worker can outlive a CLI that exits on SIGTERM. So the whole
-    process tree is recorded first, then terminated, then killed if still there.
-    """
-    import psutil
-
-    try:
-        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(True)]
-    except psutil.NoSuchProcess:
-        tree = []
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    _, alive = psutil.wait_procs(tree, timeout=15)
-    for proc in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.terminate()
-    _, alive = psutil.wait_procs(alive, timeout=5)
-    for proc in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=5)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=5)
-
-
 @contextlib.contextmanager
 def serve(target: str, cwd: Path, log: Path, timeout: float = 180.0) -> Iterator[Server]:
-    """``bentoml serve <target>`` on a free localhost port until /readyz answers 200."""
-    import httpx
-
-    port = free_port()
-    env = {
-        **os.environ,
-        "BENTOML_HOME": HOME,
-        "BENTOML_DO_NOT_TRACK": "true",
-        "PYTHONPATH": str(REPO / "src"),
-    }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                str(VENV_BIN / "bentoml"),
-                "serve",
-                target,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=cwd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"bentoml serve exited with {process.returncode}:\n"
-                    + log.read_text(errors="replace")[-3000:]
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{url}/readyz not ready after {timeout:.0f} s:\n"
-                    + log.read_text(errors="replace")[-3000:]
-                )
-            time.sleep(0.5)
-        yield Server(url, process, log)
-    finally:
-        _stop(process)
+    """``bentoml serve <target>`` with the tests' BentoML home and this checkout's code."""
+    env = {"BENTOML_HOME": HOME, "PYTHONPATH": str(REPO / "src")}
+    with localserve.serve(target, cwd, log, env, timeout) as server:
+        yield server
