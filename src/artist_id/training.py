@@ -189,28 +189,32 @@ def frozen_trunk(name: str, mp: ModelParams) -> bool:
     return name in TRANSFER_MODELS and mp.trainable_trunk_layers == 0
 
 
-def _fit(
-    model: Any,
-    train: Any,
-    val: Any,
-    *,
-    epochs: int,
-    class_weight: dict[int, float] | None,
-    callbacks: list[Any],
-    verbose: int,
-) -> dict[str, list[float]]:
-    if epochs <= 0:
-        return {}
-    history = model.fit(
-        train,
-        validation_data=val,
-        epochs=epochs,
-        class_weight=class_weight,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,  # the tf.data pipeline shuffles, seeded
-    )
-    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+@dataclass(frozen=True)
+class _Fitter:
+    """What every ``fit`` of one training run shares (head phase, end to end, fine-tuning)."""
+
+    batch_size: int
+    class_weight: dict[int, float] | None
+    seed: int
+    callbacks: list[Any]
+    verbose: int
+    strategy: Any
+    patience: int
+
+    def fit(self, model: Any, train: Any, val: Any, epochs: int) -> dict[str, list[float]]:
+        """``model.fit`` on ready ``tf.data`` pipelines; the history as plain floats."""
+        if epochs <= 0:
+            return {}
+        history = model.fit(
+            train,
+            validation_data=val,
+            epochs=epochs,
+            class_weight=self.class_weight,
+            callbacks=_callbacks(self.patience, self.callbacks),
+            verbose=self.verbose,
+            shuffle=False,  # the tf.data pipeline shuffles, seeded
+        )
+        return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
 def train_model(
@@ -232,62 +236,35 @@ def train_model(
     """
 
     mp = tp.model(name)
-    image_size = train.image_size
     epochs = mp.epochs or tp.epochs
-    patience = mp.patience or tp.patience
     cache = tp.cache_features if use_cache is None else use_cache
     strategy = make_strategy(tp.strategy)
     with strategy.scope():
-        model = build(name, mp, image_size, num_classes)
+        model = build(name, mp, train.image_size, num_classes)
     compile_for_training(model, mp.optimizer, mp.learning_rate, strategy)
-    extra = callbacks or []
+    run = _Fitter(
+        batch_size=tp.batch_size,
+        class_weight=class_weight,
+        seed=seed,
+        callbacks=callbacks or [],
+        verbose=verbose,
+        strategy=strategy,
+        patience=mp.patience or tp.patience,
+    )
     start = time.perf_counter()
     use_feature_cache = cache and frozen_trunk(name, mp)
     if use_feature_cache:
-        history = _fit_head_on_features(
-            model,
-            tp,
-            train,
-            val,
-            class_weight,
-            seed=seed,
-            callbacks=extra,
-            verbose=verbose,
-            strategy=strategy,
-            learning_rate=mp.learning_rate,
-            opt=mp.optimizer,
-            epochs=epochs,
-            patience=patience,
-        )
+        history = _fit_head_on_features(model, mp, run, train, val, epochs)
     else:
         _adapt_normalization_on_trunk(model, train, tp.batch_size)
-        history = _fit(
+        history = run.fit(
             model,
             image_dataset(train, tp.batch_size, shuffle=True, seed=seed),
             image_dataset(val, tp.batch_size),
-            epochs=epochs,
-            class_weight=class_weight,
-            callbacks=_callbacks(patience, extra),
-            verbose=verbose,
+            epochs,
         )
     if mp.fine_tune_layers and mp.fine_tune_epochs:
-        history = _merge(
-            history,
-            _fine_tune(
-                model,
-                name,
-                mp,
-                tp,
-                train,
-                val,
-                class_weight,
-                seed=seed,
-                callbacks=extra,
-                verbose=verbose,
-                strategy=strategy,
-                patience=patience,
-            ),
-        )
+        history = _merge(history, _fine_tune(model, name, mp, run, train, val))
     seconds = time.perf_counter() - start
     epochs_run = len(history.get("loss", []))
     return TrainResult(model, history, seconds, use_feature_cache, epochs_run)
@@ -298,29 +275,16 @@ def _merge(a: dict[str, list[float]], b: dict[str, list[float]]) -> dict[str, li
 
 
 def _fit_head_on_features(
-    model: Any,
-    tp: TrainParams,
-    train: Split,
-    val: Split,
-    class_weight: dict[int, float] | None,
-    *,
-    seed: int,
-    callbacks: list[Any],
-    verbose: int,
-    strategy: Any,
-    learning_rate: float,
-    opt: str,
-    epochs: int,
-    patience: int,
+    model: Any, mp: ModelParams, run: _Fitter, train: Split, val: Split, epochs: int
 ) -> dict[str, list[float]]:
     """The fast path: trunk features once per image, then many epochs of the head alone."""
     from artist_id.models import adapt_head_normalization, split_trunk_head
 
-    with strategy.scope():  # Keras models bind the strategy they are created under
+    with run.strategy.scope():  # Keras models bind the strategy they are created under
         trunk, head = split_trunk_head(model)
     t0 = time.perf_counter()
-    f_train = extract_features(trunk, train, tp.batch_size)
-    f_val = extract_features(trunk, val, tp.batch_size)
+    f_train = extract_features(trunk, train, run.batch_size)
+    f_val = extract_features(trunk, val, run.batch_size)
     log.info(
         "feature cache: %d + %d images -> %s features in %.1f s",
         len(f_train),
@@ -330,15 +294,12 @@ def _fit_head_on_features(
     )
     if adapt_head_normalization(head, f_train):  # style_stats: standardise on TRAIN features
         log.info("head normalization adapted on %d training feature vectors", len(f_train))
-    compile_for_training(head, opt, learning_rate, strategy)
-    return _fit(
+    compile_for_training(head, mp.optimizer, mp.learning_rate, run.strategy)
+    return run.fit(
         head,
-        feature_dataset(f_train, train.labels, tp.batch_size, shuffle=True, seed=seed),
-        feature_dataset(f_val, val.labels, tp.batch_size, shuffle=False, seed=seed),
-        epochs=epochs,
-        class_weight=class_weight,
-        callbacks=_callbacks(patience, callbacks),
-        verbose=verbose,
+        feature_dataset(f_train, train.labels, run.batch_size, shuffle=True, seed=run.seed),
+        feature_dataset(f_val, val.labels, run.batch_size, shuffle=False, seed=run.seed),
+        epochs,
     )
 
 
@@ -364,19 +325,7 @@ def extract_features(trunk: Any, split: Split, batch_size: int) -> np.ndarray:
 
 
 def _fine_tune(
-    model: Any,
-    name: str,
-    mp: ModelParams,
-    tp: TrainParams,
-    train: Split,
-    val: Split,
-    class_weight: dict[int, float] | None,
-    *,
-    seed: int,
-    callbacks: list[Any],
-    verbose: int,
-    strategy: Any,
-    patience: int,
+    model: Any, name: str, mp: ModelParams, run: _Fitter, train: Split, val: Split
 ) -> dict[str, list[float]]:
     """Phase 2: unfreeze the last ``fine_tune_layers`` conv layers, train at a lower rate."""
     import keras
@@ -391,13 +340,10 @@ def _fine_tune(
         mp.fine_tune_epochs,
         mp.fine_tune_learning_rate,
     )
-    compile_for_training(model, mp.optimizer, mp.fine_tune_learning_rate, strategy)
-    return _fit(
+    compile_for_training(model, mp.optimizer, mp.fine_tune_learning_rate, run.strategy)
+    return run.fit(
         model,
-        image_dataset(train, tp.batch_size, shuffle=True, seed=seed + 1),
-        image_dataset(val, tp.batch_size),
-        epochs=mp.fine_tune_epochs,
-        class_weight=class_weight,
-        callbacks=_callbacks(patience, callbacks),
-        verbose=verbose,
+        image_dataset(train, run.batch_size, shuffle=True, seed=run.seed + 1),
+        image_dataset(val, run.batch_size),
+        mp.fine_tune_epochs,
     )
