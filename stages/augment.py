@@ -13,7 +13,8 @@ import pandas as pd
 
 from artist_id import stage
 from artist_id.config import load_params
-from artist_id.dataset import SPLITS, read_manifest
+from artist_id.manifest import read_manifest
+from artist_id.splits import SPLITS
 
 PROCESSED = Path("data/processed")
 REPORTS = Path("reports/augment")

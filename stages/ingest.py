@@ -11,7 +11,8 @@ from pathlib import Path
 
 from artist_id import images, stage
 from artist_id.config import load_params
-from artist_id.dataset import DatasetError, ingest
+from artist_id.ingest import ingest
+from artist_id.manifest import DatasetError
 
 RAW = Path("data/raw")
 REPORTS = Path("reports/ingest")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from artist_id import stage
 from artist_id.config import load_params
-from artist_id.dataset import DatasetError, read_manifest, select
+from artist_id.manifest import DatasetError, read_manifest
+from artist_id.splits import select
 
 PROCESSED = Path("data/processed")
 log = logging.getLogger("artist_id.stages.select")

@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 from artist_id import images
 from artist_id.config import AugmentParams
-from artist_id.dataset import SPLITS, oversample_plan, slug
+from artist_id.manifest import slug
+from artist_id.splits import SPLITS, oversample_plan
 
 if TYPE_CHECKING:
     import keras

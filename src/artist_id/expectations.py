@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from artist_id import dataset
+from artist_id import manifest
 from artist_id.config import ValidateParams
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ ARTISTS_COLUMNS: tuple[str, ...] = (
     "paintings",
 )
 # one definition of the manifest schema: the one ingest writes
-MANIFEST_COLUMNS: tuple[str, ...] = tuple(dataset.MANIFEST_COLUMNS)
+MANIFEST_COLUMNS: tuple[str, ...] = tuple(manifest.MANIFEST_COLUMNS)
 STATUSES: tuple[str, ...] = ("ok", "quarantined")
 
 # \Z rather than $: pandas' str.contains would let "$" match before a trailing newline.
