@@ -8,6 +8,7 @@ model (trunk + head share layer objects), so evaluation and serving cannot tell.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -52,11 +53,14 @@ def image_dataset(
     shuffle: bool = False,
     seed: int = 0,
     labels: bool = True,
+    padding: Padding | None = None,
 ) -> Any:
     """``tf.data`` over the split's files: read, decode, cache, (seeded shuffle), batch, prefetch.
 
     Decoding runs in parallel but ``deterministic=True`` keeps the order, so training stays
-    reproducible; ``cache()`` keeps decoded images in memory after the first epoch.
+    reproducible; ``cache()`` keeps decoded images in memory after the first epoch. With
+    ``padding`` (several replicas) the elements are ``(image, label, sample weight)`` and the
+    split is padded to whole batches (see :class:`Padding`).
     """
     import tensorflow as tf
 
@@ -68,6 +72,8 @@ def image_dataset(
 
     paths = tf.data.Dataset.from_tensor_slices(split.paths)
     images = paths.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+    if padding is not None:
+        return padding.batches(images, split.labels, batch_size, shuffle=shuffle, seed=seed)
     ds = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(split.labels)))
     if not labels:
         ds = images
@@ -78,25 +84,115 @@ def image_dataset(
 
 
 def feature_dataset(
-    x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, seed: int
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    padding: Padding | None = None,
 ) -> Any:
     """``tf.data`` over cached trunk features: (seeded shuffle), batch, prefetch."""
     import tensorflow as tf
 
+    if padding is not None:
+        features = tf.data.Dataset.from_tensor_slices(x)
+        return padding.batches(features, y, batch_size, shuffle=shuffle, seed=seed)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(AUTOTUNE)
 
 
-def predict(model: Any, split: Split, batch_size: int = 32) -> np.ndarray:
-    """Class probabilities for every image of ``split``, in index order."""
-    ds = image_dataset(split, batch_size, labels=False)
-    return np.asarray(model.predict(ds, verbose=0))
+@dataclass(frozen=True)
+class Padding:
+    """Whole batches for several replicas, with sample weights that ignore the padding.
+
+    ``tf.distribute`` splits each global batch between the replicas; a last batch smaller
+    than the number of replicas leaves a replica an *empty* batch, on which TensorFlow's
+    BatchNormalization fails (``Incompatible shapes: [0,32,32,3] vs. [32]``), and a split
+    smaller than the number of replicas has no full batch at all. So every batch is made
+    full: the split is padded with repeats of its own elements up to a multiple of the global
+    batch size (itself rounded up to a multiple of the replica count), and each element
+    carries a sample weight, 0 for the padding. Keras divides a batch's weighted loss by the
+    batch size and averages equal-sized batches, so the real images' weights are scaled by
+    ``padded / n``: the epoch's loss is then exactly the mean over the real images, and the
+    weighted accuracy (``sum(w * correct) / sum(w)``) counts only them. Predictions drop the
+    padded rows. ``class_weight`` is folded into the weights of the real images (Keras would
+    not combine it with sample weights). Training-mode BatchNormalization does see the padded
+    repeats in the last batch of an epoch: a slight reweighting of those batch statistics.
+    """
+
+    replicas: int
+    class_weight: tuple[float, ...] | None = None  # per label; None = all 1
+
+    def global_batch(self, batch_size: int) -> int:
+        """``batch_size`` rounded up to a multiple of the replica count."""
+        return -(-batch_size // self.replicas) * self.replicas
+
+    def padded_length(self, n: int, batch_size: int) -> int:
+        """``n`` rounded up to whole global batches."""
+        b = self.global_batch(batch_size)
+        return -(-n // b) * b
+
+    def weights(self, labels: np.ndarray) -> np.ndarray:
+        if self.class_weight is None:
+            return np.ones(len(labels), dtype=np.float32)
+        return np.asarray(self.class_weight, dtype=np.float32)[np.asarray(labels, dtype=int)]
+
+    def batches(
+        self, elements: Any, labels: np.ndarray, batch_size: int, *, shuffle: bool, seed: int
+    ) -> Any:
+        """``(x, y, w)`` batches of the global size; the padding comes last, with weight 0."""
+        import tensorflow as tf
+
+        n = len(labels)
+        if n == 0:
+            raise ValueError("cannot batch an empty split")
+        padded = self.padded_length(n, batch_size)
+        y = tf.data.Dataset.from_tensor_slices(np.asarray(labels))
+        w = tf.data.Dataset.from_tensor_slices(self.weights(labels) * np.float32(padded / n))
+        real = tf.data.Dataset.zip((elements, y, w)).cache()
+        if shuffle:
+            real = real.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        pad = real.repeat().take(padded - n).map(lambda x, y, w: (x, y, tf.zeros_like(w)))
+        b = self.global_batch(batch_size)
+        return real.concatenate(pad).batch(b, drop_remainder=True).prefetch(AUTOTUNE)
 
 
+def padding_for(strategy: Any, class_weight: dict[int, float] | None = None) -> Padding | None:
+    """The :class:`Padding` a multi-replica ``strategy`` needs; None for a single replica."""
+    replicas = int(strategy.num_replicas_in_sync)
+    if replicas <= 1:
+        return None
+    weights = None
+    if class_weight:
+        weights = tuple(float(class_weight[i]) for i in range(max(class_weight) + 1))
+    return Padding(replicas, weights)
+
+
+def predict(
+    model: Any, split: Split, batch_size: int = 32, padding: Padding | None = None
+) -> np.ndarray:
+    """Class probabilities (or trunk features) for every image of ``split``, in index order.
+
+    ``padding``: the model was built under a multi-replica strategy (see :class:`Padding`).
+    """
+    if padding is None:
+        ds = image_dataset(split, batch_size, labels=False)
+        return np.asarray(model.predict(ds, verbose=0))
+    ds = image_dataset(split, batch_size, padding=padding).map(lambda x, y, w: x)
+    return np.asarray(model.predict(ds, verbose=0))[: len(split.labels)]
+
+
+@functools.cache
 def make_strategy(name: str) -> Any:
-    """``default`` (one device) or ``mirrored`` (all GPUs, else all logical CPUs)."""
+    """``default`` (one device) or ``mirrored`` (all GPUs, else all logical CPUs).
+
+    One strategy per name and process: a second ``MirroredStrategy`` restarts TensorFlow's
+    collective instance keys, and training a second model in the same process then fails
+    with "Shape mismatch in the collective instance" (seen with TF 2.21).
+    """
     import tensorflow as tf
 
     if name == "default":
@@ -118,12 +214,20 @@ def optimizer(name: str, learning_rate: float) -> Any:
 
 
 def compile_for_training(model: Any, name: str, learning_rate: float, strategy: Any) -> None:
-    """Compile for sparse-label classification under ``strategy`` (variables live there)."""
+    """Compile for sparse-label classification under ``strategy`` (variables live there).
+
+    With several replicas the batches carry sample weights (0 for padding, see
+    :class:`Padding`), so accuracy is a *weighted* metric there: it then counts only real
+    images. On one replica it stays the plain metric, unaffected by ``class_weight``.
+    """
+    accuracy = ["accuracy"]
+    padded = padding_for(strategy) is not None
     with strategy.scope():
         model.compile(
             optimizer=optimizer(name, learning_rate),
             loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
+            metrics=None if padded else accuracy,
+            weighted_metrics=accuracy if padded else None,
         )
 
 
@@ -158,6 +262,7 @@ class TrainResult:
     seconds: float
     used_feature_cache: bool
     epochs_run: int
+    best_epoch: int  # 1-based epoch of ``history`` whose weights the model holds
 
 
 def build(name: str, mp: ModelParams, image_size: int, num_classes: int) -> Any:
@@ -201,6 +306,32 @@ class _Fitter:
     strategy: Any
     patience: int
 
+    @property
+    def padding(self) -> Padding | None:
+        return padding_for(self.strategy, self.class_weight)
+
+    def images(self, split: Split, *, train: bool, seed_offset: int = 0) -> Any:
+        """The split's image batches; training batches are shuffled (seeded)."""
+        return image_dataset(
+            split,
+            self.batch_size,
+            shuffle=train,
+            seed=self.seed + seed_offset,
+            padding=self._padding(train),
+        )
+
+    def features(self, x: np.ndarray, y: np.ndarray, *, train: bool) -> Any:
+        """Batches of cached trunk features; training batches are shuffled (seeded)."""
+        return feature_dataset(
+            x, y, self.batch_size, shuffle=train, seed=self.seed, padding=self._padding(train)
+        )
+
+    def _padding(self, train: bool) -> Padding | None:
+        padding = self.padding
+        if padding is None or train:
+            return padding
+        return Padding(padding.replicas)  # validation: class weights do not apply
+
     def fit(self, model: Any, train: Any, val: Any, epochs: int) -> dict[str, list[float]]:
         """``model.fit`` on ready ``tf.data`` pipelines; the history as plain floats."""
         if epochs <= 0:
@@ -209,12 +340,32 @@ class _Fitter:
             train,
             validation_data=val,
             epochs=epochs,
-            class_weight=self.class_weight,
+            # with several replicas the class weights are inside the sample weights
+            class_weight=self.class_weight if self.padding is None else None,
             callbacks=_callbacks(self.patience, self.callbacks),
             verbose=self.verbose,
             shuffle=False,  # the tf.data pipeline shuffles, seeded
         )
         return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def schedule(tp: TrainParams, mp: ModelParams) -> tuple[int, int]:
+    """Epochs and early-stopping patience: the model's own values where set (0 included)."""
+    epochs = tp.epochs if mp.epochs is None else mp.epochs
+    patience = tp.patience if mp.patience is None else mp.patience
+    return epochs, patience
+
+
+def kept_epoch(val_loss: list[float]) -> int:
+    """0-based epoch whose weights ``EarlyStopping(restore_best_weights=True)`` keeps.
+
+    Keras keeps the first epoch with the lowest ``val_loss`` (strict improvements only; the
+    first epoch if every value is NaN).
+    """
+    values = np.asarray(val_loss, dtype=np.float64)
+    if values.size == 0 or np.all(np.isnan(values)):
+        return 0
+    return int(np.nanargmin(values))
 
 
 def train_model(
@@ -232,11 +383,13 @@ def train_model(
 ) -> TrainResult:
     """Build, compile and fit ``name``; return the best-on-validation model.
 
-    ``use_cache`` overrides ``tp.cache_features`` (the benchmark compares both paths).
+    ``use_cache`` overrides ``tp.cache_features`` (the benchmark compares both paths). With
+    fine-tuning, the model keeps the best weights *of the fine-tuning phase* (early stopping
+    restores within each ``fit``), and ``best_epoch`` says so.
     """
 
     mp = tp.model(name)
-    epochs = mp.epochs or tp.epochs
+    epochs, patience = schedule(tp, mp)
     cache = tp.cache_features if use_cache is None else use_cache
     strategy = make_strategy(tp.strategy)
     with strategy.scope():
@@ -249,25 +402,26 @@ def train_model(
         callbacks=callbacks or [],
         verbose=verbose,
         strategy=strategy,
-        patience=mp.patience or tp.patience,
+        patience=patience,
     )
     start = time.perf_counter()
     use_feature_cache = cache and frozen_trunk(name, mp)
     if use_feature_cache:
         history = _fit_head_on_features(model, mp, run, train, val, epochs)
     else:
-        _adapt_normalization_on_trunk(model, train, tp.batch_size)
+        _adapt_normalization_on_trunk(model, train, run)
         history = run.fit(
-            model,
-            image_dataset(train, tp.batch_size, shuffle=True, seed=seed),
-            image_dataset(val, tp.batch_size),
-            epochs,
+            model, run.images(train, train=True), run.images(val, train=False), epochs
         )
+    best = kept_epoch(history.get("val_loss", []))
     if mp.fine_tune_layers and mp.fine_tune_epochs:
-        history = _merge(history, _fine_tune(model, name, mp, run, train, val))
+        tuned = _fine_tune(model, name, mp, run, train, val)
+        if tuned:
+            best = len(history.get("loss", [])) + kept_epoch(tuned.get("val_loss", []))
+        history = _merge(history, tuned)
     seconds = time.perf_counter() - start
     epochs_run = len(history.get("loss", []))
-    return TrainResult(model, history, seconds, use_feature_cache, epochs_run)
+    return TrainResult(model, history, seconds, use_feature_cache, epochs_run, best + 1)
 
 
 def _merge(a: dict[str, list[float]], b: dict[str, list[float]]) -> dict[str, list[float]]:
@@ -283,8 +437,8 @@ def _fit_head_on_features(
     with run.strategy.scope():  # Keras models bind the strategy they are created under
         trunk, head = split_trunk_head(model)
     t0 = time.perf_counter()
-    f_train = extract_features(trunk, train, run.batch_size)
-    f_val = extract_features(trunk, val, run.batch_size)
+    f_train = extract_features(trunk, train, run.batch_size, run.padding)
+    f_val = extract_features(trunk, val, run.batch_size, run.padding)
     log.info(
         "feature cache: %d + %d images -> %s features in %.1f s",
         len(f_train),
@@ -297,13 +451,13 @@ def _fit_head_on_features(
     compile_for_training(head, mp.optimizer, mp.learning_rate, run.strategy)
     return run.fit(
         head,
-        feature_dataset(f_train, train.labels, run.batch_size, shuffle=True, seed=run.seed),
-        feature_dataset(f_val, val.labels, run.batch_size, shuffle=False, seed=run.seed),
+        run.features(f_train, train.labels, train=True),
+        run.features(f_val, val.labels, train=False),
         epochs,
     )
 
 
-def _adapt_normalization_on_trunk(model: Any, train: Split, batch_size: int) -> None:
+def _adapt_normalization_on_trunk(model: Any, train: Split, run: _Fitter) -> None:
     """Without the feature cache, still adapt a head ``Normalization`` (style_stats) first.
 
     Costs one trunk pass over the training images; models without such a layer skip it.
@@ -315,13 +469,15 @@ def _adapt_normalization_on_trunk(model: Any, train: Split, batch_size: int) -> 
     if not any(isinstance(layer, keras.layers.Normalization) for layer in model.layers):
         return
     trunk, head = split_trunk_head(model)
-    if adapt_head_normalization(head, extract_features(trunk, train, batch_size)):
+    if adapt_head_normalization(head, extract_features(trunk, train, run.batch_size, run.padding)):
         log.info("head normalization adapted on %d training images", len(train.labels))
 
 
-def extract_features(trunk: Any, split: Split, batch_size: int) -> np.ndarray:
+def extract_features(
+    trunk: Any, split: Split, batch_size: int, padding: Padding | None = None
+) -> np.ndarray:
     """Run the frozen trunk once over the split's images (inference mode)."""
-    return predict(trunk, split, batch_size)
+    return predict(trunk, split, batch_size, padding)
 
 
 def _fine_tune(
@@ -343,7 +499,7 @@ def _fine_tune(
     compile_for_training(model, mp.optimizer, mp.fine_tune_learning_rate, run.strategy)
     return run.fit(
         model,
-        image_dataset(train, run.batch_size, shuffle=True, seed=run.seed + 1),
-        image_dataset(val, run.batch_size),
+        run.images(train, train=True, seed_offset=1),
+        run.images(val, train=False),
         mp.fine_tune_epochs,
     )

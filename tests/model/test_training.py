@@ -45,21 +45,25 @@ def tiny_split(n: int, seed: int) -> Any:
 
 
 def test_feature_cache_trains_the_head_of_the_full_model(tmp_path: Path) -> None:
-    import keras
 
-    from artist_id.models import split_trunk_head
+    from artist_id.models import load_model, save_model, split_trunk_head
     from artist_id.seeding import seed_everything
-    from artist_id.training import extract_features, train_model
+    from artist_id.training import build, extract_features, train_model
 
-    seed_everything(0)
     train, val = tiny_split(24, 1), tiny_split(9, 2)
+    # Read before training (same seed, same initial weights): the trunk must not move, the
+    # head must.
+    seed_everything(0)
+    reference = build("vgg16", tiny_params().vgg16, SIZE, 3)
+    trunk_before = [w.copy() for w in reference.get_layer("block1_conv1").get_weights()]
+    head_before = [w.copy() for w in reference.get_layer("head_probs").get_weights()]
+    seed_everything(0)
     result = train_model("vgg16", tiny_params(), train, val, 3, None, seed=0, verbose=0)
     assert result.used_feature_cache
     model = result.model
-    trunk_before = [w.copy() for w in model.get_layer("block1_conv1").get_weights()]
     path = tmp_path / "model.keras"
-    model.save(path)
-    reloaded = keras.models.load_model(path, safe_mode=True)
+    save_model(model, path)
+    reloaded = load_model(path)
     trunk, head = split_trunk_head(reloaded)
     x = split_images(val)
     via_features = np.asarray(head.predict(extract_features(trunk, val, 4), verbose=0))
@@ -69,6 +73,8 @@ def test_feature_cache_trains_the_head_of_the_full_model(tmp_path: Path) -> None
     # the trunk stayed frozen, the head learned
     for a, b in zip(trunk_before, reloaded.get_layer("block1_conv1").get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+    head_after = reloaded.get_layer("head_probs").get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(head_before, head_after, strict=True))
     assert len(result.history["loss"]) == 2
 
 
@@ -131,20 +137,68 @@ def test_same_params_give_identical_metrics(
 MIRRORED = """
 import json
 import numpy as np
-from artist_id.training import make_strategy, train_model
+from artist_id.training import _Fitter, make_strategy, train_model
+from tests.conftest import split_images
 from tests.model.test_training import tiny_params, tiny_split
+
 strategy = make_strategy("mirrored")
-result = train_model("cnn_small", tiny_params(strategy="mirrored"), tiny_split(24, 1),
-                     tiny_split(9, 2), 3, None, seed=0, verbose=0)
-print(json.dumps({"replicas": strategy.num_replicas_in_sync,
-                  "epochs": len(result.history["loss"]),
-                  "finite": bool(np.isfinite(result.history["loss"]).all())}))
+weights = {0: 1.0, 1: 2.0, 2: 0.5}
+
+# What each replica receives from the training and validation pipelines, for split sizes
+# with a partial last batch (9, 33), a split smaller than the replica count (1) and one
+# batch size that is not a multiple of it (7).
+fitter = _Fitter(8, weights, 0, [], 0, strategy, 2)
+odd = _Fitter(7, weights, 0, [], 0, strategy, 2)
+smallest, real = {}, {}
+for n in (1, 9, 24, 33):
+    split = tiny_split(n, n)
+    for run, name in ((fitter, "b8"), (odd, "b7")):
+        for train in (True, False):
+            ds = strategy.experimental_distribute_dataset(run.images(split, train=train))
+            sizes, count = [], 0.0
+            for x, y, w in ds:
+                parts = strategy.experimental_local_results(x)
+                sizes += [int(p.shape[0]) for p in parts]
+                ws = np.concatenate([np.asarray(p) for p in strategy.experimental_local_results(w)])
+                count += float((ws > 0).sum())
+            key = f"{name}/{'train' if train else 'val'}/{n}"
+            smallest[key], real[key] = min(sizes), count
+
+# Training and validation on such splits; the validation loss and accuracy Keras reports at
+# the kept epoch must be those of the kept model on the real validation images only.
+runs = {}
+for model, n_train, n_val in (("cnn_small", 24, 9), ("cnn_small", 17, 1), ("vgg16", 11, 3)):
+    val = tiny_split(n_val, 2)
+    result = train_model(model, tiny_params(strategy="mirrored"), tiny_split(n_train, 1), val,
+                         3, weights, seed=0, verbose=0)
+    best = result.best_epoch - 1
+    proba = np.asarray(result.model(split_images(val), training=False), dtype=np.float64)
+    ce = float(np.mean(-np.log(np.clip(proba[np.arange(n_val), val.labels], 1e-7, 1))))
+    acc = float(np.mean(proba.argmax(axis=1) == val.labels))
+    runs[f"{model}/{n_train}/{n_val}"] = {
+        "epochs": len(result.history["loss"]),
+        "finite": bool(np.isfinite(result.history["loss"]).all()),
+        "val_loss": [result.history["val_loss"][best], ce],
+        "val_accuracy": [result.history["val_accuracy"][best], acc],
+    }
+print(json.dumps({"replicas": strategy.num_replicas_in_sync, "smallest": smallest,
+                  "real": real, "runs": runs}))
 """
 
 
-def test_mirrored_strategy_on_two_logical_cpus() -> None:
+def test_mirrored_strategy_on_two_logical_cpus_for_any_split_size() -> None:
     result = run_on_two_cpus(MIRRORED)
-    assert result == {"replicas": 2, "epochs": 2, "finite": True}
+    assert result["replicas"] == 2
+    # no replica ever gets an empty batch (BatchNormalization fails on one), and every real
+    # image is counted exactly once per epoch
+    assert min(result["smallest"].values()) >= 1, result["smallest"]
+    for key, count in result["real"].items():
+        assert count == int(key.rsplit("/", 1)[1]), key
+    for key, run in result["runs"].items():
+        assert run["epochs"] == 2 and run["finite"], key
+        reported, direct = run["val_loss"]
+        assert reported == pytest.approx(direct, rel=1e-3, abs=1e-4), key
+        assert run["val_accuracy"][0] == pytest.approx(run["val_accuracy"][1], abs=1e-6), key
 
 
 def test_two_phase_fine_tuning_trains_only_the_last_convs() -> None:
