@@ -1,8 +1,10 @@
 """params.yaml -> frozen dataclasses.
 
-Every section of ``params.yaml`` maps to one dataclass below. Unknown keys, missing keys
-and values of the wrong type are errors (:class:`ConfigError`) that name the offending
-key, so a typo in ``dvc exp run -S ...`` fails at once instead of being silently ignored.
+Every section of ``params.yaml`` maps to one dataclass below. Unknown keys (top-level
+sections included), missing keys, values of the wrong type and values out of range are
+errors (:class:`ConfigError`) that name the offending key, so a typo in
+``dvc exp run -S ...`` fails at once, before any stage does work, instead of being silently
+ignored or ending in a traceback deep inside a model builder.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -186,8 +188,6 @@ class Params:
     evaluate: EvaluateParams
     leaderboard: LeaderboardParams
     package: PackageParams
-    # Sections owned by later stages; kept as plain mappings until their dataclasses exist.
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 T = TypeVar("T")
@@ -267,11 +267,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
     """Validate a params mapping (the parsed YAML) and return frozen dataclasses."""
     if not isinstance(raw, dict):
         raise ConfigError("params: expected a mapping at the top level")
-    known = {f.name for f in dataclasses.fields(Params)} - {"extra"}
-    core = {k: v for k, v in raw.items() if k in known}
-    extra = {k: v for k, v in raw.items() if k not in known}
-    params = _build(Params, core, "params")
-    params = dataclasses.replace(params, extra=extra)
+    params = _build(Params, raw, "params")
     _check_ranges(params)
     return params
 
@@ -281,10 +277,14 @@ def _check_ranges(p: Params) -> None:
         if not ok:
             raise ConfigError(message)
 
-    need(p.base.image_size >= 16, "base.image_size must be at least 16")
+    # ResNet50's stem and four strided stages need 32 px; the CNNs pool four or five times.
+    need(p.base.image_size >= 32, "base.image_size must be at least 32")
     need(len(p.sample.paintings) >= 2, "sample.paintings needs at least two artists")
     need(all(n >= 2 for n in p.sample.paintings), "sample.paintings: every artist needs >= 2")
-    need(0 < p.sample.min_side <= p.sample.max_side, "sample: need 0 < min_side <= max_side")
+    need(
+        16 <= p.sample.min_side <= p.sample.max_side,
+        "sample: need 16 <= sample.min_side <= sample.max_side",
+    )
     need(1 <= p.ingest.jpeg_quality <= 100, "ingest.jpeg_quality must be within 1..100")
     need(p.ingest.max_side >= 16, "ingest.max_side must be at least 16")
     need(0.0 <= p.validate.max_quarantined <= 1.0, "validate.max_quarantined must be in [0, 1]")
@@ -297,14 +297,78 @@ def _check_ranges(p: Params) -> None:
     need(p.augment.copies >= 0, "augment.copies must be >= 0")
     need(len(p.train.models) >= 1, "train.models needs at least one model")
     for name in p.train.models:
-        if not hasattr(p.train, name):
-            raise ConfigError(f"train.models: unknown model {name!r}")
+        if name not in MODEL_NAMES:
+            raise ConfigError(f"train.models: unknown model {name!r} (known: {MODEL_NAMES})")
+    need(len(set(p.train.models)) == len(p.train.models), "train.models lists a model twice")
     need(p.train.batch_size >= 1 and p.train.epochs >= 1, "train: batch_size, epochs >= 1")
-    ss = p.train.style_stats
+    need(p.train.patience >= 0, "train.patience must be >= 0")
+    for name in MODEL_NAMES:
+        _check_model(name, getattr(p.train, name), p.train.epochs)
+
+
+# The model zoo's names, and the VGG16 layers style_stats may tap (keras.applications names).
+MODEL_NAMES = ("cnn_small", "cnn_deep", "vgg16", "resnet50", "style_stats")
+VGG16_LAYER_NAMES = tuple(
+    name
+    for b, n_convs in enumerate((2, 2, 3, 3, 3), start=1)
+    for name in (*(f"block{b}_conv{i}" for i in range(1, n_convs + 1)), f"block{b}_pool")
+)
+WEIGHTS_KEYWORDS = ("none", "imagenet", "hed-bsds500")
+_VGG16_TRUNKS = ("vgg16", "style_stats")
+_FROM_SCRATCH = ("cnn_small", "cnn_deep")
+
+
+def _check_model(name: str, mp: ModelParams, default_epochs: int) -> None:
+    """Range checks of ``train.<name>``: every message names the key."""
+    key = f"train.{name}"
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(f"{key}.{message}")
+
+    need(mp.learning_rate > 0, "learning_rate must be > 0")
+    need(0.0 <= mp.dropout < 1.0, f"dropout must be in [0, 1), got {mp.dropout}")
+    need(all(n >= 1 for n in mp.dense), f"dense sizes must be >= 1, got {list(mp.dense)}")
+    need(mp.trainable_trunk_layers >= -1, "trainable_trunk_layers must be >= -1 (-1 = all)")
+    need(mp.fine_tune_layers >= 0 and mp.fine_tune_epochs >= 0, "fine_tune_*: must be >= 0")
+    need(mp.fine_tune_learning_rate > 0, "fine_tune_learning_rate must be > 0")
+    need(mp.epochs is None or mp.epochs >= 0, "epochs must be >= 0 (or null)")
+    need(mp.patience is None or mp.patience >= 0, "patience must be >= 0 (or null)")
+    epochs = default_epochs if mp.epochs is None else mp.epochs
+    fine_tuning = mp.fine_tune_epochs if mp.fine_tune_layers else 0
+    need(epochs + fine_tuning >= 1, "epochs is 0 and nothing is fine-tuned: nothing would train")
+    weights = mp.weights
+    if weights in WEIGHTS_KEYWORDS:
+        need(
+            weights != "hed-bsds500" or name in _VGG16_TRUNKS,
+            f"weights: 'hed-bsds500' exists only for {' and '.join(_VGG16_TRUNKS)}; "
+            "use none (or imagenet when online)",
+        )
+        need(
+            weights != "imagenet" or name not in _FROM_SCRATCH,
+            "weights: the from-scratch CNNs have no ImageNet weights; use none",
+        )
+    else:
+        need(
+            weights.endswith(".h5"),
+            f"weights: {weights!r} is not one of {', '.join(WEIGHTS_KEYWORDS)} "
+            "nor a path to a .weights.h5 / .h5 file",
+        )
+    if name != "style_stats":
+        for field_name, unset in (("layers", ()), ("image_size", None), ("l2", 0.0)):
+            need(
+                getattr(mp, field_name) == unset,
+                f"{field_name} is a style_stats setting; {name} does not use it",
+            )
+        return
+    unknown = [n for n in mp.layers if n not in VGG16_LAYER_NAMES]
+    need(not unknown, f"layers: {unknown} are not VGG16 layers (e.g. block1_conv2, block5_conv3)")
+    need(len(set(mp.layers)) == len(mp.layers), f"layers repeat a name: {list(mp.layers)}")
     need(
-        ss.image_size is None or ss.image_size >= 32,
-        "train.style_stats.image_size must be >= 32 (or null for base.image_size)",
+        mp.image_size is None or mp.image_size >= 32,
+        "image_size must be >= 32 (or null for base.image_size)",
     )
+    need(mp.l2 >= 0, "l2 must be >= 0")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -45,6 +45,18 @@ def test_defaults_parse_into_frozen_dataclasses() -> None:
         ("select.val_fraction", 0.9, r"val_fraction and test_fraction"),
         ("train.vgg16.optimiser", "adam", r"params\.train\.vgg16: unknown key\(s\) optimiser"),
         ("train.models", ["cnn_small", "alexnet"], r"train\.models: unknown model 'alexnet'"),
+        ("trian", {"epochs": 3}, r"params: unknown key\(s\) trian"),
+        ("base.image_size", 24, r"base\.image_size must be at least 32"),
+        ("sample.min_side", 8, r"sample\.min_side"),
+        ("train.vgg16.layers", ["block1_conv1"], r"train\.vgg16\.layers is a style_stats setting"),
+        ("train.cnn_small.l2", 0.1, r"train\.cnn_small\.l2 is a style_stats setting"),
+        ("train.style_stats.layers", ["block9_conv1"], r"train\.style_stats\.layers: \['block9"),
+        ("train.resnet50.weights", "hed-bsds500", r"train\.resnet50\.weights: 'hed-bsds500'"),
+        ("train.cnn_deep.weights", "imagenet", r"train\.cnn_deep\.weights: the from-scratch"),
+        ("train.vgg16.weights", "vgg.bin", r"train\.vgg16\.weights: 'vgg\.bin' is not one"),
+        ("train.vgg16.dropout", 1.0, r"train\.vgg16\.dropout must be in \[0, 1\)"),
+        ("train.cnn_small.epochs", 0, r"train\.cnn_small\.epochs is 0 and nothing is fine-tuned"),
+        ("train.models", ["vgg16", "vgg16"], r"train\.models lists a model twice"),
     ],
 )
 def test_mistakes_name_the_key(path: str, value: Any, message: str) -> None:
@@ -62,3 +74,35 @@ def test_missing_key_is_an_error() -> None:
 def test_int_is_accepted_where_a_number_is_expected() -> None:
     params = parse_params(with_change("augment.zoom", 0))
     assert params.augment.zoom == 0.0 and isinstance(params.augment.zoom, float)
+
+
+def test_every_default_section_has_its_dataclass() -> None:
+    """No section of params.yaml is parsed loosely: each one is typed (and typo-checked)."""
+    import dataclasses
+
+    from artist_id.config import Params
+
+    assert set(RAW) == {f.name for f in dataclasses.fields(Params)}
+
+
+def test_a_per_model_zero_is_kept_not_replaced_by_the_global_value() -> None:
+    from artist_id.training import schedule
+
+    params = parse_params(
+        with_change(
+            "train.vgg16",
+            {
+                **RAW["train"]["vgg16"],
+                "epochs": 0,
+                "patience": 0,
+                "fine_tune_layers": 1,
+                "fine_tune_epochs": 2,
+            },
+        )
+    )
+    assert schedule(params.train, params.train.vgg16) == (0, 0)
+    unset = parse_params(with_change("train.cnn_small", {"learning_rate": 0.001}))
+    assert schedule(unset.train, unset.train.cnn_small) == (
+        RAW["train"]["epochs"],
+        RAW["train"]["patience"],
+    )
