@@ -27,17 +27,15 @@ def main() -> None:
     params = load_params()
     params.train.model(name)
 
-    import keras
     from dvclive import Live
 
-    import artist_id.models  # noqa: F401  (registers the custom layers for loading)
     from artist_id import evaluation as ev
+    from artist_id.models import ModelFileError, load_model
     from artist_id.training import load_split, predict
 
+    stage.expect(ModelFileError)
     classes = stage.read_json(PROCESSED / "classes.json")["classes"]
-    model = keras.models.load_model(
-        Path("models") / name / "model.keras", compile=False, safe_mode=True
-    )
+    model = load_model(Path("models/zoo") / name / "model.keras", num_classes=len(classes))
     out = stage.fresh_dir(Path("reports/evaluate") / name)
     figures = out / "figures"
     figures.mkdir()

@@ -57,7 +57,7 @@ def run(pp: PackageParams, image_size: int) -> None:
 
     top1, correct = pk.validation_confidence(predictions, classes)
     threshold = pk.unknown_threshold(top1, correct, pp.unknown_precision)
-    pk.check_model(model_path, image_size, len(classes))
+    weights_sha256 = pk.check_model(model_path, image_size, len(classes))
     meta = pk.ServingMetadata(
         model=name,
         image_size=image_size,
@@ -77,6 +77,7 @@ def run(pp: PackageParams, image_size: int) -> None:
             "git": pk.git_revision(),
         },
         model_sha256=pk.sha256_file(model_path),
+        weights_sha256=weights_sha256,
     )
     tag = pk.save_bento_model(model_path, meta)
     out = stage.fresh_dir(OUT)

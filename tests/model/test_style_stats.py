@@ -26,7 +26,9 @@ from artist_id.models import (
     build_model,
     has_frozen_trunk,
     hed_weights_path,
+    load_model,
     normalization_is_adapted,
+    save_model,
     split_trunk_head,
 )
 from tests.conftest import run_on_two_cpus, split_images
@@ -234,8 +236,8 @@ def test_save_reload_safe_mode_and_trunk_head_equality(tmp_path: Path) -> None:
     np.testing.assert_allclose(_np(head(trunk(x), training=False)), full, rtol=0, atol=1e-6)
 
     path = tmp_path / "style_stats.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path, safe_mode=True)
+    save_model(model, path)
+    loaded = load_model(path)
     np.testing.assert_allclose(_np(loaded(x, training=False)), full, rtol=0, atol=1e-6)
     # The adapted statistics travel inside the file.
     np.testing.assert_array_equal(
@@ -324,8 +326,8 @@ def test_train_model_adapts_on_training_features(use_cache: bool, tmp_path: Path
     np.testing.assert_allclose(_np(norm.adapt_mean), f_train.mean(axis=0), rtol=1e-4, atol=1e-3)
 
     path = tmp_path / "model.keras"
-    model.save(path)
-    reloaded = keras.models.load_model(path, safe_mode=True)
+    save_model(model, path)
+    reloaded = load_model(path)
     x = split_images(val)
     full = np.asarray(reloaded.predict(x, verbose=0))
     trunk2, head2 = split_trunk_head(reloaded)

@@ -72,7 +72,7 @@ class Project:
 def _train_tiny_model(path: Path) -> tuple[object, np.ndarray]:
     import keras
 
-    from artist_id.models import ModelSpec, build_model
+    from artist_id.models import ModelSpec, build_model, save_model
 
     keras.utils.set_random_seed(0)
     model = build_model(ModelSpec("cnn_small", SIZE, len(CLASSES), dense=(8,)))
@@ -81,8 +81,7 @@ def _train_tiny_model(path: Path) -> tuple[object, np.ndarray]:
     x = rng.integers(0, 256, size=(24, SIZE, SIZE, 3)).astype("float32")
     y = np.arange(24) % len(CLASSES)
     model.fit(x, y, epochs=1, batch_size=8, verbose=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
+    save_model(model, path)
     val_x = rng.integers(0, 256, size=(12, SIZE, SIZE, 3)).astype("float32")
     return model, val_x
 
@@ -99,7 +98,7 @@ def _val_labels(proba: np.ndarray) -> np.ndarray:
 
 def make_project(root: Path) -> Project:
     """Write the pipeline outputs the package stage reads, then run the stage in ``root``."""
-    model, val_x = _train_tiny_model(root / "models" / "cnn_small" / "model.keras")
+    model, val_x = _train_tiny_model(root / "models" / "best" / "model.keras")
     proba = np.asarray(model.predict(val_x, verbose=0))  # type: ignore[attr-defined]
     val_y = _val_labels(proba)
     rows = ["split,path,label,predicted," + ",".join(f"p_{c}" for c in CLASSES)]
@@ -115,7 +114,7 @@ def make_project(root: Path) -> Project:
         json.dumps(
             {
                 "model": "cnn_small",
-                "path": "models/cnn_small/model.keras",
+                "path": "models/best/model.keras",
                 "chosen_by": "val/macro_f1",
                 "val": metrics,
                 "test": metrics,

@@ -130,7 +130,9 @@ def test_version_is_a_content_hash_that_ignores_provenance() -> None:
     assert len(v) == 16 and v == v.lower()
     assert pk.content_version(meta(provenance={"git": {"rev": "other"}})) == v
     assert pk.content_version(meta(threshold=0.6)) != v
-    assert pk.content_version(meta(model_sha256="00")) != v
+    # the weights are the content; the file's own hash (Keras version, zip layout) is not
+    assert pk.content_version(meta(weights_sha256="00")) != v
+    assert pk.content_version(meta(model_sha256="00")) == v
 
 
 def test_limits_refuse_a_request_cap_below_the_image_cap() -> None:
