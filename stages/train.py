@@ -1,4 +1,4 @@
-"""train@<model>: fit one model of the zoo -> models/<model>/model.keras, reports/train/<model>/.
+"""train@<model>: fit one model -> models/zoo/<model>/model.keras and reports/train/<model>/.
 
 Usage: ``python -m stages.train <model>`` (dvc.yaml runs it once per ``train.models`` entry).
 Per-epoch loss, accuracy, val_loss, val_accuracy and learning rate go through dvclive.
@@ -27,7 +27,7 @@ def main() -> None:
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
-    from artist_id.models import WeightsError
+    from artist_id.models import WeightsError, save_model
     from artist_id.seeding import seed_everything
     from artist_id.training import load_split, train_model
 
@@ -47,7 +47,7 @@ def main() -> None:
         len(names),
         mp.weights,
     )
-    out = stage.fresh_dir(Path("models") / name)
+    out = stage.fresh_dir(Path("models/zoo") / name)
     reports = stage.fresh_dir(Path("reports/train") / name)
     live = Live(dir=str(reports), save_dvc_exp=False, dvcyaml=None)
     result = train_model(
@@ -61,9 +61,9 @@ def main() -> None:
         callbacks=[DVCLiveCallback(live=live)],
     )
     live.end()
-    result.model.save(out / "model.keras")
+    save_model(result.model, out / "model.keras")
     history = result.history
-    best = min(range(len(history["val_loss"])), key=lambda i: history["val_loss"][i])
+    best = result.best_epoch - 1  # the epoch whose weights were kept (0-based)
     stage.write_json(
         reports / "summary.json",
         {

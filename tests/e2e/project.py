@@ -41,8 +41,7 @@ def make_project(root: Path) -> Path:
     (root / ".dvc").mkdir()
     shutil.copy2(REPO / ".dvc" / "config", root / ".dvc" / "config")
     (root / ".gitignore").write_text("__pycache__/\n")
-    params = tiny_params(yaml.safe_load((root / "params.yaml").read_text()))
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    reset_params(root)
     git(root, "init", "-q")
     commit(root, "initial")  # dvclive needs a commit to exist
     return root
@@ -95,6 +94,17 @@ def ran(proc: subprocess.CompletedProcess[str]) -> set[str]:
     return {
         line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")
     }
+
+
+def reset_params(root: Path, **changes: object) -> None:
+    """params.yaml = the repository's defaults, shrunk by :func:`tiny_params`, plus ``changes``.
+
+    Every e2e test starts from this, stating the params it needs, so the tests pass in any
+    order whatever an earlier test left behind.
+    """
+    params = tiny_params(yaml.safe_load((REPO / "params.yaml").read_text()))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(root, **changes)
 
 
 def set_params(root: Path, **changes: object) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.project import commit, dvc, env_for, make_project, ran, set_params
+from tests.e2e.project import commit, dvc, env_for, git, make_project, ran, set_params
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -23,6 +24,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def restore(root: Path) -> None:
+    """Back to the committed first run: params, lock file and outputs (each test states it)."""
+    git(root, "checkout", "--", "params.yaml", "dvc.lock")
+    dvc(root, "checkout", "-f")
+
+
 def train_models(root: Path) -> list[str]:
     import yaml
 
@@ -30,6 +37,7 @@ def train_models(root: Path) -> list[str]:
 
 
 def test_every_model_is_trained_evaluated_and_ranked(project: Path) -> None:
+    restore(project)
     stages = set(project.joinpath(".repro-ran").read_text().split())
     names = train_models(project)
     assert {f"train@{m}" for m in names} | {f"evaluate@{m}" for m in names} <= stages
@@ -60,6 +68,7 @@ def test_every_model_is_trained_evaluated_and_ranked(project: Path) -> None:
 
 
 def test_plots_render_confusion_matrices_and_learning_curves(project: Path) -> None:
+    restore(project)
     dvc(project, "plots", "show", "-o", "plots_html")
     html = (project / "plots_html" / "index.html").read_text()
     for m in train_models(project):  # DVC names each plot's <div> after its file
@@ -69,17 +78,37 @@ def test_plots_render_confusion_matrices_and_learning_curves(project: Path) -> N
 
 
 def test_experiment_with_fewer_epochs_shows_in_metrics_diff(project: Path) -> None:
+    restore(project)
     proc = dvc(project, "exp", "run", "-S", "train.epochs=1")
     assert {"train@cnn_small", "evaluate@cnn_small", "leaderboard"} <= ran(proc)
     assert "sample" not in ran(proc) and "augment" not in ran(proc)
     diff = dvc(project, "metrics", "diff", "--md").stdout
     assert "reports/train/cnn_small/metrics.json" in diff and "step" in diff
     dvc(project, "exp", "apply", "--help")  # the usual follow-ups exist
-    subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=project, check=True)
-    dvc(project, "checkout", "-f")
+    restore(project)
+
+
+def test_a_subset_of_models_trains_and_is_packaged(project: Path) -> None:
+    """`train.models` may name any subset: package depends on the leaderboard's copy only."""
+    restore(project)
+    shutil.rmtree(project / "models" / "zoo")  # as in a fresh clone: no other model on disk
+    try:
+        proc = dvc(project, "exp", "run", "-S", "train.models=[style_stats]")
+        assert "package" in ran(proc) or "package" in proc.stdout, proc.stdout
+        best = json.loads((project / "models/best.json").read_text())
+        assert best["model"] == "style_stats"
+        assert best["path"] == "models/best/model.keras"
+        copy = (project / "models/best/model.keras").read_bytes()
+        assert copy == (project / "models/zoo/style_stats/model.keras").read_bytes()
+        board = json.loads((project / "reports/leaderboard.json").read_text())
+        assert [r["model"] for r in board["models"]] == ["style_stats"]
+        assert (project / "models/bento/artist-id.tar").is_file()
+    finally:
+        restore(project)
 
 
 def test_imagenet_offline_fails_fast_with_the_file_to_fetch(project: Path, tmp_path: Path) -> None:
+    restore(project)
     set_params(project, train__vgg16__weights="imagenet")
     try:
         env = env_for(
@@ -100,7 +129,7 @@ def test_imagenet_offline_fails_fast_with_the_file_to_fetch(project: Path, tmp_p
             timeout=600,
         )
     finally:
-        subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=project, check=True)
+        restore(project)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in proc.stderr
