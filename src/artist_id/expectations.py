@@ -277,276 +277,246 @@ def _ratio(frame: pd.DataFrame, index: Any) -> str:
     return f"{row['artist']}: found {int(row['found'])} of {int(row['declared'])} declared"
 
 
-def _checks(params: ValidateParams, artist_names: Sequence[str]) -> list[_Check]:
-    """Every expectation of every suite, in a fixed order."""
-    checks: list[_Check] = []
+@dataclass
+class _Suite:
+    """Builds one suite's checks: one :meth:`expect` call per expectation, with its reason.
 
-    def add(
-        suite: str,
+    ``table`` is the raw table (artists or manifest) whose columns a check needs; a check on
+    ``column`` needs that column unless ``needs`` says otherwise ("table.column" strings).
+    ``always_needs`` are prepended to every check's needs (the ok rows need ``status``).
+    """
+
+    name: str
+    table: str
+    always_needs: tuple[str, ...] = ()
+    checks: list[_Check] = field(default_factory=list)
+
+    def expect(
+        self,
         key: str,
-        source: str | None,
-        message: str,
-        needs: Sequence[tuple[str, str]],
         kind: str,
+        *,
+        why: str,
+        column: str | None = None,
+        shown_as: str | None = None,
+        needs: Sequence[str] | None = None,
         severity: str = CRITICAL,
         example: Callable[[pd.DataFrame, Any], str] | None = None,
         observed: Callable[[dict[str, Any]], str] | None = None,
-        **kwargs: Any,
+        **gx_kwargs: Any,
     ) -> None:
-        checks.append(
+        """Add ``great_expectations.expectations.<kind>`` on ``column`` (if any).
+
+        ``why`` is the message a failure shows; ``shown_as`` names the source column when
+        the checked one is derived (``width_px`` is shown as ``width``).
+        """
+        if needs is None:
+            needs = [f"{self.table}.{shown_as or column}"] if column else []
+        pairs = [tuple(n.split(".", 1)) for n in (*self.always_needs, *needs)]
+        self.checks.append(
             _Check(
-                key=f"{suite}.{key}",
-                suite=suite,
-                column=source,
+                key=f"{self.name}.{key}",
+                suite=self.name,
+                column=shown_as or column,
                 severity=severity,
-                message=message,
-                needs=tuple(needs),
+                message=why,
+                needs=tuple((t, c) for t, c in pairs),
                 kind=kind,
-                kwargs=kwargs,
+                kwargs={"column": column, **gx_kwargs} if column else gx_kwargs,
                 example=example,
                 observed=observed,
             )
         )
 
-    def col(table: str, name: str) -> list[tuple[str, str]]:
-        return [(table, name)]
 
-    # -- artists ------------------------------------------------------------------------
-    add(
-        "artists",
+def _artists_suite() -> list[_Check]:
+    """artists.csv: the columns the pipeline reads, unique ids and names, parseable values."""
+    s = _Suite("artists", table="artists")
+    s.expect(
         "columns",
-        None,
-        "columns must be exactly " + ",".join(ARTISTS_COLUMNS),
-        [],
         "ExpectTableColumnsToMatchOrderedList",
+        why="columns must be exactly " + ",".join(ARTISTS_COLUMNS),
         column_list=list(ARTISTS_COLUMNS),
     )
-    add(
-        "artists",
-        "rows",
-        None,
-        "must have at least one row",
-        [],
-        "ExpectTableRowCountToBeBetween",
-        min_value=1,
+    s.expect(
+        "rows", "ExpectTableRowCountToBeBetween", why="must have at least one row", min_value=1
     )
     for name in ("id", "name"):
-        add(
-            "artists",
+        s.expect(
             f"{name}.not_null",
-            name,
-            "must not be empty",
-            col("artists", name),
             "ExpectColumnValuesToNotBeNull",
+            column=name,
+            why="must not be empty",
             example=_row_id,
-            column=name,
         )
-        add(
-            "artists",
-            f"{name}.unique",
-            name,
-            "must be unique",
-            col("artists", name),
-            "ExpectColumnValuesToBeUnique",
-            column=name,
+        s.expect(
+            f"{name}.unique", "ExpectColumnValuesToBeUnique", column=name, why="must be unique"
         )
-    add(
-        "artists",
+    s.expect(
         "paintings.not_null",
-        "paintings",
-        "must not be empty",
-        col("artists", "paintings"),
         "ExpectColumnValuesToNotBeNull",
-        example=_row_id,
         column="paintings",
+        why="must not be empty",
+        example=_row_id,
     )
-    add(
-        "artists",
+    s.expect(
         "paintings.positive_int",
-        "paintings",
-        "values must be integers >= 1",
-        col("artists", "paintings"),
         "ExpectColumnValuesToMatchRegex",
         column="paintings",
+        why="values must be integers >= 1",
         regex=POSITIVE_INT_RE,
     )
-    add(
-        "artists",
+    s.expect(
         "years.format",
-        "years",
-        "must look like 'YYYY - YYYY' (hyphen or en dash)",
-        col("artists", "years"),
         "ExpectColumnValuesToMatchRegex",
         column="years",
+        why="must look like 'YYYY - YYYY' (hyphen or en dash)",
         regex=YEARS_RE,
     )
-    add(
-        "artists",
+    s.expect(
         "wikipedia.url",
-        "wikipedia",
-        "must be a URL like http://en.wikipedia.org/wiki/Name",
-        col("artists", "wikipedia"),
         "ExpectColumnValuesToMatchRegex",
         column="wikipedia",
+        why="must be a URL like http://en.wikipedia.org/wiki/Name",
         regex=WIKIPEDIA_RE,
     )
+    return s.checks
 
-    # -- manifest -----------------------------------------------------------------------
-    add(
-        "manifest",
+
+def _manifest_suite(params: ValidateParams, artist_names: Sequence[str]) -> list[_Check]:
+    """manifest.csv as ingest wrote it: schema, ids, hashes, statuses, the quarantined share."""
+    s = _Suite("manifest", table="manifest")
+    s.expect(
         "columns",
-        None,
-        "columns must be exactly " + ",".join(MANIFEST_COLUMNS),
-        [],
         "ExpectTableColumnsToMatchOrderedList",
+        why="columns must be exactly " + ",".join(MANIFEST_COLUMNS),
         column_list=list(MANIFEST_COLUMNS),
     )
-    add(
-        "manifest",
-        "rows",
-        None,
-        "must have at least one row",
-        [],
-        "ExpectTableRowCountToBeBetween",
-        min_value=1,
+    s.expect(
+        "rows", "ExpectTableRowCountToBeBetween", why="must have at least one row", min_value=1
     )
     for name in ("image_id", "artist", "status", "sha256"):
-        add(
-            "manifest",
+        s.expect(
             f"{name}.not_null",
-            name,
-            "must not be empty",
-            col("manifest", name),
             "ExpectColumnValuesToNotBeNull",
-            example=_value_with_id(name),
             column=name,
+            why="must not be empty",
+            example=_value_with_id(name),
         )
-    add(
-        "manifest",
-        "image_id.unique",
-        "image_id",
-        "must be unique",
-        col("manifest", "image_id"),
-        "ExpectColumnValuesToBeUnique",
-        column="image_id",
+    s.expect(
+        "image_id.unique", "ExpectColumnValuesToBeUnique", column="image_id", why="must be unique"
     )
-    add(
-        "manifest",
+    s.expect(
         "sha256.format",
-        "sha256",
-        "must be 64 lowercase hex digits",
-        col("manifest", "sha256"),
         "ExpectColumnValuesToMatchRegex",
-        example=_value_with_id("sha256"),
         column="sha256",
+        why="must be 64 lowercase hex digits",
+        example=_value_with_id("sha256"),
         regex=SHA256_RE,
     )
-    add(
-        "manifest",
+    s.expect(
         "status.values",
-        "status",
-        "must be 'ok' or 'quarantined'",
-        col("manifest", "status"),
         "ExpectColumnValuesToBeInSet",
         column="status",
+        why="must be 'ok' or 'quarantined'",
         value_set=list(STATUSES),
     )
-    add(
-        "manifest",
+    s.expect(
         "artist.known",
-        "artist",
-        "must be an artist named in artists.csv",
-        [*col("manifest", "artist"), *col("artists", "name")],
         "ExpectColumnValuesToBeInSet",
         column="artist",
+        why="must be an artist named in artists.csv",
+        needs=["manifest.artist", "artists.name"],
         value_set=sorted(set(artist_names)),
     )
     share = params.max_quarantined
-
-    def quarantined(result: dict[str, Any]) -> str:
-        count, total = result.get("unexpected_count", 0), result.get("element_count", 0)
-        pct = 100.0 * count / total if total else 0.0
-        return f"{count} of {total} files not ok, {pct:.1f}%"
-
-    add(
-        "manifest",
+    s.expect(
         "status.quarantined_share",
-        "status",
-        f"at most {100 * share:g}% of files may be quarantined",
-        col("manifest", "status"),
         "ExpectColumnValuesToBeInSet",
-        example=_quarantined,
-        observed=quarantined,
         column="status",
+        why=f"at most {100 * share:g}% of files may be quarantined",
+        example=_quarantined,
+        observed=_quarantined_share,
         value_set=["ok"],
         mostly=max(0.0, min(1.0, 1.0 - share)),
     )
-    add(
-        "manifest",
+    s.expect(
         "reason.quarantined",
-        "reason",
-        "quarantined files must give a reason",
-        [*col("manifest", "status"), *col("manifest", "reason")],
         "ExpectColumnValuesToNotBeNull",
-        example=_value_with_id("reason"),
         column="reason",
+        why="quarantined files must give a reason",
+        needs=["manifest.status", "manifest.reason"],
+        example=_value_with_id("reason"),
         row_condition=_status_is("quarantined"),
     )
+    return s.checks
 
-    # -- manifest_ok: the ok rows, with integer sizes ---------------------------------------
-    ok_needs = col("manifest", "status")
+
+def _manifest_ok_suite(params: ValidateParams) -> list[_Check]:
+    """The usable images: large enough to train on, with a path and a perceptual hash."""
+    s = _Suite("manifest_ok", table="manifest", always_needs=("manifest.status",))
     for name, derived in (("width", _WIDTH_PX), ("height", _HEIGHT_PX)):
-        add(
-            "manifest_ok",
+        s.expect(
             f"{name}.min_side",
-            name,
-            f"{name} must be an integer >= {params.min_side} px",
-            [*ok_needs, *col("manifest", name)],
             "ExpectColumnValuesToBeBetween",
-            example=_value_with_id(name),
             column=derived,
+            shown_as=name,
+            why=f"{name} must be an integer >= {params.min_side} px",
+            example=_value_with_id(name),
             min_value=params.min_side,
         )
     for name in ("path", "phash"):
-        add(
-            "manifest_ok",
+        s.expect(
             f"{name}.not_null",
-            name,
-            "must not be empty for ok files",
-            [*ok_needs, *col("manifest", name)],
             "ExpectColumnValuesToNotBeNull",
-            example=_value_with_id(name),
             column=name,
+            why="must not be empty for ok files",
+            example=_value_with_id(name),
         )
-    add(
-        "manifest_ok",
+    s.expect(
         "phash.format",
-        "phash",
-        "must be 16 lowercase hex digits",
-        [*ok_needs, *col("manifest", "phash")],
         "ExpectColumnValuesToMatchRegex",
-        example=_value_with_id("phash"),
         column="phash",
+        why="must be 16 lowercase hex digits",
+        example=_value_with_id("phash"),
         regex=PHASH_RE,
     )
+    return s.checks
 
-    # -- found_vs_declared (warnings only) ----------------------------------------------------
+
+def _found_vs_declared_suite(params: ValidateParams) -> list[_Check]:
+    """Files found per artist against artists.csv's count: a warning, never a stop."""
+    s = _Suite("found_vs_declared", table="artists")
     tol = params.paintings_tolerance
-    add(
-        "found_vs_declared",
+    s.expect(
         "ratio",
-        "paintings",
-        f"files found per artist must be within ±{100 * tol:g}% of the declared paintings",
-        [*col("artists", "name"), *col("artists", "paintings"), *col("manifest", "artist")],
         "ExpectColumnValuesToBeBetween",
+        column="ratio",
+        shown_as="paintings",
+        why=f"files found per artist must be within ±{100 * tol:g}% of the declared paintings",
+        needs=["artists.name", "artists.paintings", "manifest.artist"],
         severity=WARNING,
         example=_ratio,
-        column="ratio",
         min_value=max(0.0, 1.0 - tol),
         max_value=1.0 + tol,
     )
+    return s.checks
 
-    return checks
+
+def _quarantined_share(result: dict[str, Any]) -> str:
+    count, total = result.get("unexpected_count", 0), result.get("element_count", 0)
+    pct = 100.0 * count / total if total else 0.0
+    return f"{count} of {total} files not ok, {pct:.1f}%"
+
+
+def _checks(params: ValidateParams, artist_names: Sequence[str]) -> list[_Check]:
+    """Every expectation of every suite, in a fixed order."""
+    return [
+        *_artists_suite(),
+        *_manifest_suite(params, artist_names),
+        *_manifest_ok_suite(params),
+        *_found_vs_declared_suite(params),
+    ]
 
 
 def _status_is(value: str) -> Any:

@@ -91,8 +91,9 @@ class ImageError(ValueError):
         self.message = message
 
     def __reduce__(self) -> tuple[type[ImageError], tuple[Reason, str]]:
-        # Default exception pickling replays __init__(*args) with args == (message,), which
-        # would break when an ingest worker process sends the error back to its parent.
+        # copy.copy() and any cross-process transport rebuild an exception from __reduce__,
+        # by default __init__(*args) with args == (message,): wrong for this two-argument
+        # constructor. (Ingest decodes in threads today, so nothing crosses a process.)
         return (type(self), (self.reason, self.message))
 
 
