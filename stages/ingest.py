@@ -1,7 +1,9 @@
 """ingest: the source (folder or .zip) -> data/raw/{artists.csv,manifest.csv,images/}.
 
-Every file is decoded safely and re-encoded to a canonical JPEG; unreadable files are
-quarantined with their reason (reports/ingest/quarantine.csv) and the stage goes on.
+Every file is decoded safely and re-encoded to a canonical JPEG; unreadable files, symlinks,
+special files, undecodable names, misplaced files and images below validate.min_side are
+quarantined with their reason (reports/ingest/quarantine.csv) and the stage goes on. The
+outputs are replaced together at the end: a failure leaves the previous run's whole.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 
 from artist_id import images, stage
 from artist_id.config import load_params
-from artist_id.ingest import ingest
+from artist_id.ingest import ingest, publish
 from artist_id.manifest import DatasetError
 
 RAW = Path("data/raw")
@@ -25,12 +27,14 @@ def main() -> None:
     p = params.ingest
     limits = images.DecodeLimits(max_bytes=p.max_bytes, max_pixels=p.max_pixels)
     result = ingest(
-        params.data.source, RAW, max_side=p.max_side, jpeg_quality=p.jpeg_quality, limits=limits
+        params.data.source,
+        RAW,
+        max_side=p.max_side,
+        jpeg_quality=p.jpeg_quality,
+        limits=limits,
+        min_side=params.validate.min_side,  # smaller images are quarantined, not fatal later
     )
-    result.manifest.to_csv(RAW / "manifest.csv", index=False)
-    stage.fresh_dir(REPORTS)
-    result.quarantine.to_csv(REPORTS / "quarantine.csv", index=False)
-    stage.write_json(REPORTS / "summary.json", result.summary)
+    publish(result, RAW, REPORTS)  # every output is replaced at the end, or none is
     s = result.summary
     log.info(
         "ingest: %d files from %d artist folders (%s layout): %d ok, %d quarantined %s",

@@ -171,6 +171,10 @@ def _ok_without_phash(a: pd.DataFrame, m: pd.DataFrame) -> None:
     m.loc[8, "phash"] = ""
 
 
+def _ok_without_sha256(a: pd.DataFrame, m: pd.DataFrame) -> None:
+    m.loc[7, "sha256"] = ""
+
+
 def _bad_status_and_sha(a: pd.DataFrame, m: pd.DataFrame) -> None:
     m.loc[0, "sha256"] = m.loc[0, "sha256"].upper()
     m.loc[1, "status"] = "broken"
@@ -255,6 +259,13 @@ BAD_CASES: list[tuple[str, Callable[[pd.DataFrame, pd.DataFrame], None], set[str
         {"manifest_ok.phash"},
         "[critical] manifest_ok.phash: must not be empty for ok files (1 of 49 ok files)"
         " — e.g. 'Ada_Vermeulen_9: phash empty'",
+    ),
+    (
+        "ok_without_sha256",
+        _ok_without_sha256,
+        {"manifest_ok.sha256"},
+        "[critical] manifest_ok.sha256: must not be empty for ok files (1 of 49 ok files)"
+        " — e.g. 'Ada_Vermeulen_8: sha256 empty'",
     ),
     (
         "bad_status_and_sha",
@@ -385,3 +396,12 @@ def test_real_artists_csv_passes() -> None:
     assert report.success
     # Only one of 50 artists has files, so the per-artist ratio warns.
     assert [f.suite for f in report.warnings] == ["found_vs_declared"]
+
+
+def test_a_quarantined_file_ingest_never_read_needs_no_hash() -> None:
+    """Symlinks, special files and files over the byte cap are refused unread: no sha256."""
+    manifest = make_manifest()
+    manifest.loc[5, ["sha256", "bytes"]] = ["", "0"]
+    manifest.loc[5, "reason"] = "symlink"
+    report = run(manifest=manifest)
+    assert report.success, report.lines()
