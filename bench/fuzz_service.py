@@ -284,17 +284,11 @@ def corpus(
                 },
             )
         )
-        cases.append(
-            (
-                "declared_over_cap",
-                {
-                    "method": "POST",
-                    "url": "/predict",
-                    "content": b"x",
-                    "headers": {"content-type": "image/jpeg", "content-length": str(cap + 1)},
-                },
-            )
+        head = (
+            "POST /predict HTTP/1.1\r\nHost: f\r\nContent-Type: image/jpeg\r\n"
+            f"Content-Length: {cap + 1}\r\n\r\n"
         )
+        raw.append(("declared_over_cap", head.encode() + b"x" * 1000, 5.0))
 
     # lying Content-Length over raw sockets
     jpeg = good["JPEG"]
@@ -310,7 +304,7 @@ def corpus(
             f"POST /predict HTTP/1.1\r\nHost: f\r\nContent-Type: image/jpeg\r\n"
             f"Content-Length: {len(jpeg) // 2}\r\n\r\n"
         ).encode()
-        raw.append(("lying_length_less", short + jpeg, 0.0))
+        raw.append(("lying_length_less", short + jpeg, 5.0))
         raw.append(
             (
                 "bad_length",
@@ -393,6 +387,8 @@ async def run_cases(url: str, cases: list[Case], concurrency: int) -> list[tuple
                     r = await client.request(**kwargs)
                 except httpx.HTTPError as exc:  # e.g. the server closed after an early 413
                     return kind, f"no answer ({type(exc).__name__})"
+                except Exception as exc:  # the client refused to send it (h11 checks)
+                    return kind, f"not sent ({type(exc).__name__})"
                 return kind, r.status_code
 
         return list(await asyncio.gather(*(one(k, kw) for k, kw in cases)))

@@ -268,6 +268,29 @@ def too_many_images(endpoint: UploadEndpoint, settings: GuardSettings) -> Reques
 # ------------------------------------------------------------------------------- guard
 
 
+DRAIN_BYTES = 1 << 20  # after an early refusal, read at most this much more of the body
+DRAIN_SECONDS = 2.0
+
+
+@dataclass
+class _ReadState:
+    complete: bool = False  # the whole body has been received
+
+
+async def _drain(receive: Receive) -> bool:
+    """Read and drop the rest of a body (bounded); True if it ended."""
+    received = 0
+    with anyio.move_on_after(DRAIN_SECONDS):
+        while received <= DRAIN_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":
+                return False
+            received += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return True
+    return False
+
+
 class _ClientGoneError(Exception):
     """The client disconnected before its body was complete: nobody to answer."""
 
@@ -540,14 +563,21 @@ class RequestGuard:
                 scope, receive, send
             )
             return
+        state = _ReadState()
         try:
-            upload = await self._read(endpoint, scope, receive)
+            upload = await self._read(endpoint, scope, receive, state)
         except _ClientGoneError:
             return
         except RequestError as exc:
             log.info("%s refused: %s %s (%s)", endpoint.path, exc.status, exc.error, exc.detail)
-            # The body may be partly unread: do not reuse the connection.
-            await error_response(exc.error, exc.detail, close=True)(scope, receive, send)
+            if not state.complete and exc.error not in ("request_timeout", "request_too_large"):
+                # Read (and drop) a small rest of the body, so that the client, still
+                # sending, gets to read the answer rather than a reset connection.
+                state.complete = await _drain(receive)
+            # A body left unread cannot be skipped on a kept-alive connection: close it.
+            await error_response(exc.error, exc.detail, close=not state.complete)(
+                scope, receive, send
+            )
             return
         try:
             if self.in_flight >= settings.max_concurrency:
@@ -564,7 +594,9 @@ class RequestGuard:
         finally:
             upload.close()
 
-    async def _read(self, endpoint: UploadEndpoint, scope: Scope, receive: Receive) -> Upload:
+    async def _read(
+        self, endpoint: UploadEndpoint, scope: Scope, receive: Receive, state: _ReadState
+    ) -> Upload:
         """The whole body, within the read timeout and the cap, parsed with this API's limits."""
         settings = self.settings
         content_type = _header(scope, b"content-type") or ""
@@ -602,8 +634,10 @@ class RequestGuard:
                                 "the request body exceeds the limit; the limit is "
                                 f"{settings.max_request_bytes:,} bytes",
                             )
-                        body.write(chunk)
                         if not message.get("more_body", False):
+                            state.complete = True
+                        body.write(chunk)
+                        if state.complete:
                             break
             except TimeoutError:
                 declared = _content_length(scope)

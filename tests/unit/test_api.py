@@ -248,3 +248,12 @@ def test_the_openapi_document_is_valid_openapi_3_1() -> None:
     assert {"/predict", "/predict_batch", "/metadata"} <= set(doc["paths"])
     error_schema = doc["components"]["schemas"]["ErrorBody"]
     assert set(error_schema["properties"]["error"]["enum"]) == set(api.ERRORS)
+
+
+def test_an_early_refusal_reads_a_small_rest_of_the_body_and_keeps_the_connection() -> None:
+    app = Recorder()
+    guard = api.RequestGuard(app, settings())
+    status, headers, _ = call(guard, [b"{", b'"a": 1', b"}"], "application/json")
+    assert status == 415 and "connection" not in headers  # body drained: reusable
+    status, headers, _ = call(guard, [b"{", b"more"], "application/json", stall=5.0)
+    assert status == 415 and headers["connection"] == "close"  # rest never came: close
