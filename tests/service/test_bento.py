@@ -21,6 +21,7 @@ SERVICE_MODULES = {
     "serving_metadata.py",
     "images.py",
     "models.py",
+    "config.py",
 }
 
 
