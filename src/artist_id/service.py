@@ -51,30 +51,37 @@ TopK = Annotated[
 ]
 
 # ================================================================ BentoML 1.4 workarounds
-# Everything below that exists only because of BentoML 1.4 (pinned `bentoml>=1.4.39,<1.5`).
-# Revisit each item when the pin moves; the tests in tests/service name what they guard.
+# Everything below that exists only because of BentoML 1.4 (pinned `bentoml>=1.4.39,<1.5`,
+# seen with 1.4.40). Revisit each item when the pin moves; the tests named guard it.
 #
-# W1. URL-valued file fields are downloaded (`MultipartSerde.ensure_file`, added by
-#     bentoml/BentoML#4411, 1.2+), and a malformed multipart body or a text part where a file
-#     is expected ends in a 500. -> The request guard (artist_id.api.RequestGuard) parses the
-#     upload itself and hands BentoML a canonical body (`GUARD_MIDDLEWARE` below).
-# W2. No request body limit and no read timeout: a stalled upload holds its request until the
-#     traffic timeout (a 504 after 60 s). -> The guard caps the body and answers 408 after
-#     `package.read_timeout_s`.
-# W3. `traffic.max_concurrency` counts a request from its first byte, so slow uploads hold
-#     the slots real work needs (64 stalled bodies: every other client gets 429). -> No
-#     max_concurrency on the entry service; the guard admits a request once its body is in.
+# W1. A URL sent in place of a file is downloaded by the server (`MultipartSerde.ensure_file`,
+#     since bentoml/BentoML#4411, 1.2), and a malformed multipart body or a text part where a
+#     file is expected ends in a 500 (no upstream issue found). -> The request guard
+#     (artist_id.api.RequestGuard) parses uploads itself and hands BentoML a canonical body.
+#     Tests: test_a_url_in_place_of_a_file_is_refused_and_never_fetched, test_no_input_makes_a_500.
+# W2. No request body limit and no read timeout (no upstream issue found): a stalled upload
+#     holds its request until the traffic timeout, then a 504 in BentoML's own form. -> The
+#     guard caps the body and answers 408 after `package.read_timeout_s`.
+#     Tests: test_a_stalled_body_gets_408_in_the_error_form_after_the_read_timeout.
+# W3. `traffic.max_concurrency` counts a request from its first byte (no upstream issue found),
+#     so 64 stalled uploads make every other client get 429. -> No max_concurrency on the
+#     entry service; the guard admits a request once its body is in (api.MAX_CONCURRENCY).
+#     Tests: test_stalled_uploads_take_no_processing_slot.
 # W4. The client to a dependency replaces its connection pool every 100 requests / 300 s by
 #     closing the old one under requests still in flight ("Server disconnected" -> 500),
 #     since bentoml/BentoML#5522 (1.4.31; reported as bentoml/BentoML#5540). One worker
 #     behind a private socket has nothing to rebalance: keep the pool (`RUNNER_CONNECTION`).
+#     Tests: test_200_requests_at_16_concurrent_match_sequential_answers.
 # W5. A pooled keep-alive connection the model server closed can fail on reuse
 #     (bentoml/BentoML#4971): inference is idempotent, retry once (`call_model`).
-# W6. Errors raised in an API method become BentoML's own body (`{"error": ...}`, a list for
-#     4xx) -> API methods return the project's error response instead (`error_answer`).
+# W6. An exception raised in an API method becomes BentoML's own body (`{"error": ...}`, or a
+#     one-element list for 4xx BentoMLExceptions; no upstream issue found). -> API methods
+#     return the project's error response, which BentoML sends as it is (`error_answer`).
 # W7. BentoML's index page (`/`) loads Google Tag Manager and its `/docs.json` is not valid
-#     OpenAPI (`"type": "file"`, its own error schemas). -> artist_id.api serves `/docs`,
-#     `/docs.json` and `/` in front of them (mounted routes win over BentoML's).
+#     OpenAPI (`"type": "file"`, its own error schemas; no upstream issue found). ->
+#     artist_id.api serves `/docs`, `/docs.json` and `/` (mounted routes are matched before
+#     BentoML's own), reusing the Swagger UI files BentoML bundles under /static_content/.
+#     Tests: test_the_docs_page_loads_nothing_from_another_host, test_a_browser_renders_...
 
 RUNNER_CONNECTION = {"max_requests": 2**31 - 1, "max_age": 10.0**9}  # W4
 GUARD = api.GuardSettings()  # W1-W3: filled from the packaged limits by ArtistID.__init__
