@@ -755,9 +755,15 @@ def _error_responses(statuses: list[int]) -> dict[str, Any]:
     for status in statuses:
         codes = sorted(code for code, (s, _) in ERRORS.items() if s == status)
         lines = "; ".join(f"`{c}`: {ERRORS[c][1]}" for c in codes)
+        example = {"error": codes[0], "detail": ERRORS[codes[0]][1]}
         out[str(status)] = {
             "description": lines,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/ErrorBody"},
+                    "example": example,
+                }
+            },
         }
     return out
 

@@ -176,8 +176,9 @@ def test_the_openapi_document_is_valid_and_describes_the_api(server: Server) -> 
     batch_form = doc["paths"]["/predict_batch"]["post"]["requestBody"]["content"]
     assert batch_form[api.MULTIPART]["schema"]["properties"]["images"]["maxItems"] == MAX_IMAGES
     for status in ("400", "408", "413", "415", "422", "429"):
-        schema = predict["responses"][status]["content"]["application/json"]["schema"]
-        assert schema == {"$ref": "#/components/schemas/ErrorBody"}
+        media = predict["responses"][status]["content"]["application/json"]
+        assert media["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+        assert api.ERRORS[media["example"]["error"]][0] == int(status)
     assert "`request_timeout`" in predict["responses"]["408"]["description"]
 
 
