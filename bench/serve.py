@@ -75,7 +75,7 @@ def baseline(model_dir: Path, images: list[bytes], repeats: int) -> dict[str, di
 
     import artist_id.models  # noqa: F401  (registers CaffePreprocess)
     from artist_id import images as im
-    from artist_id.packaging import MODEL_FILE, load_metadata
+    from artist_id.serving_metadata import MODEL_FILE, load_metadata
 
     meta = load_metadata(model_dir / "artist_id.json")
     model = keras.models.load_model(model_dir / MODEL_FILE, compile=False, safe_mode=True)

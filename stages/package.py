@@ -45,8 +45,9 @@ def main() -> None:
 
 def run(pp: PackageParams, image_size: int) -> None:
     from artist_id import packaging as pk
+    from artist_id import serving_metadata as sm
 
-    stage.expect(pk.PackagingError)
+    stage.expect(sm.MetadataError)  # PackagingError included
     best = stage.read_json(BEST)
     name = best["model"]
     model_path = Path(best["path"])
@@ -58,18 +59,20 @@ def run(pp: PackageParams, image_size: int) -> None:
     top1, correct = pk.validation_confidence(predictions, classes)
     threshold = pk.unknown_threshold(top1, correct, pp.unknown_precision)
     weights_sha256 = pk.check_model(model_path, image_size, len(classes))
-    meta = pk.ServingMetadata(
+    meta = sm.ServingMetadata(
         model=name,
         image_size=image_size,
         classes=pk.artist_infos(ARTISTS, classes),
         unknown=threshold,
         metrics={"chosen_by": best["chosen_by"], "val": best["val"], "test": best["test"]},
-        limits=pk.Limits(
+        limits=sm.Limits(
             max_bytes=pp.max_bytes,
             max_pixels=pp.max_pixels,
             formats=tuple(f.upper() for f in pp.formats),
             max_request_bytes=pp.max_request_bytes,
             max_images=pp.max_images,
+            read_timeout_s=pp.read_timeout_s,
+            pixel_budget=pp.pixel_budget,
         ),
         default_top_k=min(pp.top_k, len(classes)),
         provenance={
@@ -82,7 +85,7 @@ def run(pp: PackageParams, image_size: int) -> None:
     tag = pk.save_bento_model(model_path, meta)
     out = stage.fresh_dir(OUT)
     pk.export_bento_model(tag, out / EXPORT_NAME)
-    (out / pk.METADATA_FILE).write_text(
+    (out / sm.METADATA_FILE).write_text(
         json.dumps({"tag": tag, **meta.to_json()}, indent=2, sort_keys=True, ensure_ascii=False)
         + "\n",
         encoding="utf-8",

@@ -160,6 +160,8 @@ class PackageParams:
     formats: tuple[str, ...]  # Pillow format names the service decodes
     max_request_bytes: int  # whole request body, enforced by the server middleware
     max_images: int  # images per /predict_batch request
+    read_timeout_s: float  # the whole request body must arrive within this (else 408)
+    pixel_budget: int  # pixels being decoded at once across all requests
 
     def __post_init__(self) -> None:
         if not 0.0 < self.unknown_precision <= 1.0:
@@ -172,6 +174,11 @@ class PackageParams:
             raise ConfigError("package.max_request_bytes must be at least package.max_bytes")
         if not self.formats:
             raise ConfigError("package.formats needs at least one format")
+        # Below the service's 60 s request timeout, which would otherwise answer first (504).
+        if not 0 < self.read_timeout_s < 60:
+            raise ConfigError("package.read_timeout_s must be in (0, 60) seconds")
+        if self.pixel_budget < self.max_pixels:
+            raise ConfigError("package.pixel_budget must be at least package.max_pixels")
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
-"""Package the best model for serving: labels, artist metadata, the "unknown" threshold.
+"""The package stage's work: labels, artist metadata, the "unknown" threshold, BentoML export.
 
 The package stage turns the pipeline's outputs into one BentoML model holding ``model.keras``
-(copied byte for byte from ``models/<best>/model.keras``) and ``artist_id.json``, the
-:class:`ServingMetadata` the service reads: class names in label order with each artist's
-genre / nationality / years, the input size, the validation and test metrics, the "unknown"
-threshold, the request limits and the provenance (params hash, git revision). The BentoML
+(copied byte for byte from the chosen model) and ``artist_id.json``, the
+:class:`~artist_id.serving_metadata.ServingMetadata` the service reads: class names in label
+order with each artist's genre / nationality / years, the input size, the validation and test
+metrics, the "unknown" threshold, the request limits and the provenance (params hash, git
+revision). Those types and their reader live in :mod:`artist_id.serving_metadata`, all the
+service needs; this module is the stage's side and is not part of the Bento. The BentoML
 model is then exported to a single file that DVC tracks, so a clone with the DVC cache can
 rebuild the service (``make bento``) without re-training.
 
@@ -22,127 +24,31 @@ import hashlib
 import json
 import logging
 import math
-import os
 import shutil
 import subprocess
 import sys
 import unicodedata
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from artist_id.serving_metadata import (
+    METADATA_FILE,
+    MODEL_FILE,
+    MODEL_NAME,
+    ArtistInfo,
+    MetadataError,
+    ServingMetadata,
+    UnknownThreshold,
+)
+
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "artist-id"
-"""Name of the BentoML model (the tag is ``artist-id:<content hash>``)."""
-MODEL_FILE = "model.keras"
-METADATA_FILE = "artist_id.json"
-METADATA_FORMAT = 1
 
-
-class PackagingError(ValueError):
+class PackagingError(MetadataError):
     """The pipeline outputs cannot be packaged; the message says what to fix."""
-
-
-@dataclass(frozen=True)
-class ArtistInfo:
-    """One class of the model, with what artists.csv says about the artist."""
-
-    artist: str
-    genre: str
-    nationality: str
-    years: str
-
-
-@dataclass(frozen=True)
-class UnknownThreshold:
-    """The top-1 probability below which the service answers ``unknown: true``.
-
-    Chosen on the validation set: the lowest top-1 probability ``t`` such that the
-    predictions with top-1 probability >= ``t`` are right at least ``target_precision`` of
-    the time. ``val_precision`` and ``val_coverage`` are that precision and the share of
-    validation images answered (not "unknown") at ``t``; ``reached`` is False when no
-    threshold reaches the target (then ``t`` is 1.0 and almost everything is "unknown").
-    """
-
-    threshold: float
-    target_precision: float
-    val_precision: float
-    val_coverage: float
-    val_images: int
-    reached: bool
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What the service accepts: per-image bytes and pixels, formats, request size, batch."""
-
-    max_bytes: int
-    max_pixels: int
-    formats: tuple[str, ...]
-    max_request_bytes: int
-    max_images: int
-
-    def __post_init__(self) -> None:
-        if min(self.max_bytes, self.max_pixels, self.max_request_bytes, self.max_images) < 1:
-            raise PackagingError(f"limits must be positive: {self}")
-        if self.max_request_bytes < self.max_bytes:
-            raise PackagingError(
-                f"max_request_bytes ({self.max_request_bytes:,}) must be at least max_bytes "
-                f"({self.max_bytes:,}), or no image of the allowed size could be sent"
-            )
-
-
-@dataclass(frozen=True)
-class ServingMetadata:
-    """Everything the service needs besides the Keras file (``artist_id.json``)."""
-
-    model: str  # architecture, e.g. "vgg16"
-    image_size: int
-    classes: tuple[ArtistInfo, ...]
-    unknown: UnknownThreshold
-    metrics: dict[str, Any]  # {"chosen_by": ..., "val": {...}, "test": {...}}
-    limits: Limits
-    default_top_k: int
-    provenance: dict[str, Any] = field(default_factory=dict)  # params hash, git revision
-    model_sha256: str = ""  # of the .keras file (integrity)
-    weights_sha256: str = ""  # of the weights themselves (the content address)
-    format: int = METADATA_FORMAT
-
-    @property
-    def class_names(self) -> list[str]:
-        return [c.artist for c in self.classes]
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["limits"]["formats"] = list(self.limits.formats)
-        return data
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ServingMetadata:
-        if data.get("format") != METADATA_FORMAT:
-            raise PackagingError(
-                f"{METADATA_FILE} has format {data.get('format')!r}, this code reads "
-                f"{METADATA_FORMAT}: re-run the package stage"
-            )
-        limits = dict(data["limits"])
-        limits["formats"] = tuple(limits["formats"])
-        return cls(
-            model=str(data["model"]),
-            image_size=int(data["image_size"]),
-            classes=tuple(ArtistInfo(**c) for c in data["classes"]),
-            unknown=UnknownThreshold(**data["unknown"]),
-            metrics=dict(data["metrics"]),
-            limits=Limits(**limits),
-            default_top_k=int(data["default_top_k"]),
-            provenance=dict(data.get("provenance", {})),
-            model_sha256=str(data.get("model_sha256", "")),
-            weights_sha256=str(data.get("weights_sha256", "")),
-            format=int(data["format"]),
-        )
 
 
 # ------------------------------------------------------------------------------ artists.csv
@@ -415,11 +321,6 @@ def import_bento_model(path: Path) -> str:
     model = bentoml.models.import_model(str(path.resolve()), "tar")
     log.info("imported %s into the BentoML store (%s)", model.tag, model.path)
     return str(model.tag)
-
-
-def load_metadata(path: str | os.PathLike[str]) -> ServingMetadata:
-    """Read ``artist_id.json`` (from a BentoML model directory or anywhere)."""
-    return ServingMetadata.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
 def _main(argv: Sequence[str]) -> int:

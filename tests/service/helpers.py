@@ -52,6 +52,7 @@ MAX_BYTES = 300_000
 MAX_PIXELS = 4_000_000
 MAX_REQUEST_BYTES = 1_000_000
 MAX_IMAGES = 4
+READ_TIMEOUT_S = 2.0
 
 ARTISTS_CSV = """id,name,years,genre,nationality,bio,wikipedia,paintings
 0,Vincent van Gogh,1853 – 1890,Post-Impressionism,Dutch,"A bio, with a comma",http://en.wikipedia.org/wiki/Vincent_van_Gogh,877
@@ -142,6 +143,8 @@ def make_project(root: Path) -> Project:
         formats=("JPEG", "PNG", "WEBP"),
         max_request_bytes=MAX_REQUEST_BYTES,
         max_images=MAX_IMAGES,
+        read_timeout_s=READ_TIMEOUT_S,
+        pixel_budget=MAX_PIXELS,
     )
     cwd = Path.cwd()
     os.chdir(root)
@@ -297,8 +300,21 @@ def bad_inputs() -> dict[str, tuple[dict[str, Any], int, str]]:
         ),
         "two_images_on_predict": (
             {"files": [("image", ("a.jpg", jpeg)), ("image", ("b.jpg", jpeg))]},
-            400,
+            413,
             "too_many_images",
+        ),
+        "multipart_cut_short": (
+            raw(
+                b'--b\r\nContent-Disposition: form-data; name="image"; filename="a"\r\n\r\nxx',
+                "multipart/form-data; boundary=b",
+            ),
+            400,
+            "bad_multipart",
+        ),
+        "top_k_as_a_file": (
+            {"files": {"image": ("a.jpg", jpeg), "top_k": ("k.txt", b"2")}},
+            422,
+            "invalid_top_k",
         ),
         "top_k_zero": (raw(jpeg, top_k="0"), 422, "invalid_top_k"),
         "top_k_not_a_number": (form(jpeg, top_k="three"), 422, "invalid_top_k"),

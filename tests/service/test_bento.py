@@ -13,7 +13,16 @@ import yaml
 
 from tests.service.helpers import HOME, REPO, Project
 
-SERVICE_MODULES = {"__init__.py", "service.py", "packaging.py", "images.py", "models.py"}
+SERVICE_MODULES = {
+    "__init__.py",
+    "service.py",
+    "api.py",
+    "predictor.py",
+    "serving_metadata.py",
+    "images.py",
+    "models.py",
+    "config.py",
+}
 
 
 def constraints() -> dict[str, str]:
@@ -82,7 +91,7 @@ def test_the_bundled_code_imports_on_its_own(bento_tag: str) -> None:
         f"sys.path = [{str(src)!r}] + [p for p in sys.path if not p.endswith('/src')]\n"
         "import artist_id.service, artist_id.models\n"
         "for m in ('artist_id.service', 'artist_id.models', 'artist_id.images',"
-        " 'artist_id.packaging'):\n"
+        " 'artist_id.api', 'artist_id.predictor', 'artist_id.serving_metadata'):\n"
         f"    assert sys.modules[m].__file__.startswith({str(src)!r}), sys.modules[m].__file__\n"
     )
     result = subprocess.run(

@@ -9,23 +9,24 @@ import numpy as np
 import pytest
 
 from artist_id import packaging as pk
+from artist_id import serving_metadata as sm
 from artist_id.config import ConfigError
 from tests.service.helpers import ARTISTS_CSV, CLASSES, REPO
 
 
-def meta(threshold: float = 0.5, **changes: object) -> pk.ServingMetadata:
-    base = pk.ServingMetadata(
+def meta(threshold: float = 0.5, **changes: object) -> sm.ServingMetadata:
+    base = sm.ServingMetadata(
         model="cnn_small",
         image_size=32,
-        classes=tuple(pk.ArtistInfo(c, "G", "N", "1800 - 1900") for c in CLASSES),
-        unknown=pk.UnknownThreshold(threshold, 0.9, 0.95, 0.8, 20, True),
+        classes=tuple(sm.ArtistInfo(c, "G", "N", "1800 - 1900") for c in CLASSES),
+        unknown=sm.UnknownThreshold(threshold, 0.9, 0.95, 0.8, 20, True),
         metrics={"chosen_by": "val/macro_f1", "val": {"macro_f1": 0.5}, "test": {}},
-        limits=pk.Limits(1000, 1000, ("JPEG",), 2000, 4),
+        limits=sm.Limits(1000, 1000, ("JPEG",), 2000, 4, 10.0, 1000),
         default_top_k=3,
         provenance={"params_sha256": "ab", "git": {"rev": "cd", "dirty": False}},
         model_sha256="ef",
     )
-    return pk.ServingMetadata(**{**vars(base), **changes})
+    return sm.ServingMetadata(**{**vars(base), **changes})
 
 
 # ------------------------------------------------------------------------------ threshold
@@ -98,7 +99,7 @@ def test_artist_infos_follow_label_order_and_normalise_years(tmp_path: Path) -> 
     csv.write_text(ARTISTS_CSV, encoding="utf-8")
     infos = pk.artist_infos(csv, ["Vincent  van gogh", "Pablo Picasso"])
     assert [i.artist for i in infos] == ["Vincent  van gogh", "Pablo Picasso"]
-    assert infos[0] == pk.ArtistInfo(
+    assert infos[0] == sm.ArtistInfo(
         "Vincent  van gogh", "Post-Impressionism", "Dutch", "1853 - 1890"
     )
     assert infos[1].genre == "Cubism,Surrealism" and infos[1].nationality == "Spanish"
@@ -119,10 +120,16 @@ def test_artist_infos_read_the_real_csv() -> None:
 
 def test_metadata_round_trips_through_json() -> None:
     m = meta()
-    again = pk.ServingMetadata.from_json(json.loads(json.dumps(m.to_json())))
+    again = sm.ServingMetadata.from_json(json.loads(json.dumps(m.to_json())))
     assert again == m
-    with pytest.raises(pk.PackagingError, match="format"):
-        pk.ServingMetadata.from_json({**m.to_json(), "format": 99})
+    with pytest.raises(sm.MetadataError, match="format"):
+        sm.ServingMetadata.from_json({**m.to_json(), "format": 99})
+    # A package written before the read timeout and the pixel budget existed (format 1).
+    old = m.to_json()
+    old["format"] = 1
+    del old["limits"]["read_timeout_s"], old["limits"]["pixel_budget"]
+    with pytest.raises(sm.MetadataError, match="re-run the package stage"):
+        sm.ServingMetadata.from_json(old)
 
 
 def test_version_is_a_content_hash_that_ignores_provenance() -> None:
@@ -135,9 +142,24 @@ def test_version_is_a_content_hash_that_ignores_provenance() -> None:
     assert pk.content_version(meta(model_sha256="00")) == v
 
 
-def test_limits_refuse_a_request_cap_below_the_image_cap() -> None:
-    with pytest.raises(pk.PackagingError, match="max_request_bytes"):
-        pk.Limits(max_bytes=10, max_pixels=10, formats=("JPEG",), max_request_bytes=5, max_images=1)
+def test_limits_refuse_caps_that_would_refuse_every_allowed_image() -> None:
+    ok = {
+        "max_bytes": 10,
+        "max_pixels": 10,
+        "formats": ("JPEG",),
+        "max_request_bytes": 20,
+        "max_images": 1,
+        "read_timeout_s": 5.0,
+        "pixel_budget": 10,
+    }
+    assert sm.Limits(**ok).pixel_budget == 10  # type: ignore[arg-type]
+    with pytest.raises(sm.MetadataError, match="max_request_bytes"):
+        sm.Limits(**{**ok, "max_request_bytes": 5})  # type: ignore[arg-type]
+    with pytest.raises(sm.MetadataError, match="pixel_budget"):
+        sm.Limits(**{**ok, "pixel_budget": 9})  # type: ignore[arg-type]
+    with pytest.raises(sm.MetadataError, match="positive"):
+        sm.Limits(**{**ok, "read_timeout_s": 0.0})  # type: ignore[arg-type]
+    assert issubclass(pk.PackagingError, sm.MetadataError)
 
 
 def test_params_hash_ignores_comments_and_order(tmp_path: Path) -> None:
@@ -167,6 +189,8 @@ def test_package_params_parse_and_reject_unknown_keys() -> None:
         "formats": ["JPEG"],
         "max_request_bytes": 20,
         "max_images": 2,
+        "read_timeout_s": 15,
+        "pixel_budget": 10,
     }
 
     def parse(package: dict[str, object]) -> object:
@@ -180,6 +204,12 @@ def test_package_params_parse_and_reject_unknown_keys() -> None:
         parse({**good, "typo": 1})
     with pytest.raises(ConfigError, match="max_request_bytes"):
         parse({**good, "max_request_bytes": 5})
+    assert parse(good).read_timeout_s == 15.0  # type: ignore[attr-defined]
+    for bad in (0, 60, -1):
+        with pytest.raises(ConfigError, match="read_timeout_s"):
+            parse({**good, "read_timeout_s": bad})
+    with pytest.raises(ConfigError, match="pixel_budget"):
+        parse({**good, "pixel_budget": 9})
     del raw["package"]
     with pytest.raises(ConfigError, match="missing key 'package'"):
         parse_params(raw)

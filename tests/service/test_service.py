@@ -4,6 +4,7 @@ service as a local dependency) over Starlette's TestClient, and its answer logic
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
-from artist_id import packaging as pk
-from artist_id.service import ArtistIDBase
+from artist_id import serving_metadata as sm
+from artist_id.api import RequestError
+from artist_id.predictor import Predictor
 from tests.service.helpers import (
     CLASSES,
     MAX_IMAGES,
@@ -144,7 +146,23 @@ def test_predict_batch_limits_and_names_the_bad_image(client: Any) -> None:
     mixed = [("images", ("good.jpg", jpeg)), ("images", ("bad.jpg", b"not an image"))]
     r = post(client, "/predict_batch", files=mixed)
     assert r.status_code == 415, r.text
-    assert r.json()["error"] == "not_an_image" and "images[1] (bad.jpg)" in r.json()["detail"]
+    assert r.json()["error"] == "not_an_image" and r.json()["detail"].startswith("images[1]: ")
+
+
+@pytest.mark.parametrize("extra", [1, 2, 7])
+def test_predict_batch_has_one_limit_one_status_one_message(client: Any, extra: int) -> None:
+    jpeg = good_inputs()["jpeg"]
+    files = [("images", (f"{i}.jpg", jpeg)) for i in range(MAX_IMAGES + extra)]
+    r = post(client, "/predict_batch", files=files)
+    assert (r.status_code, r.json()) == (
+        413,
+        {
+            "error": "too_many_images",
+            "detail": f"/predict_batch takes at most {MAX_IMAGES} images per request",
+        },
+    )
+    r = post(client, "/predict_batch", files=files[:MAX_IMAGES])
+    assert r.status_code == 200 and len(r.json()) == MAX_IMAGES
 
 
 def test_metadata(client: Any, project: Project) -> None:
@@ -162,6 +180,25 @@ def test_metadata(client: Any, project: Project) -> None:
     assert meta["top_k"] == {"default": 3, "max": 3}
     assert meta["limits"]["max_request_bytes"] == MAX_REQUEST_BYTES
     assert set(meta["provenance"]) == {"params_sha256", "git"}
+
+
+def test_the_bentoml_api_matches_the_declared_upload_routes() -> None:
+    """One declaration of each upload route (artist_id.api) and its BentoML method agree."""
+    from artist_id import api, service
+
+    entry: Any = service.ArtistID
+    methods = {m.route: m for m in entry.apis.values()}
+    assert set(methods) == {e.path for e in api.UPLOAD_ENDPOINTS}
+    for endpoint in api.UPLOAD_ENDPOINTS:
+        spec = methods[endpoint.path].input_spec
+        assert set(spec.model_fields) == {endpoint.field, "top_k"}
+        assert spec.multipart_fields == [endpoint.field]
+
+
+def test_docs_routes_in_process(client: Any) -> None:
+    assert client.get("/docs").headers["content-type"].startswith("text/html")
+    assert client.get("/docs.json").json()["openapi"] == "3.1.0"
+    assert "/predict" in {r["route"] for r in client.get("/schema.json").json()["routes"]}
 
 
 def test_health(client: Any) -> None:
@@ -199,25 +236,25 @@ def test_get_on_predict_is_a_json_405(client: Any) -> None:
 # --------------------------------------------------------------------- answer logic direct
 
 
-class FixedModel(ArtistIDBase):
+class FixedModel(Predictor):
     """The entry logic with fixed probabilities instead of a model call."""
 
     def __init__(self, threshold: float, proba: list[float]) -> None:
         infos = (
-            pk.ArtistInfo("Edgar Degas", "Impressionism", "French", "1834 - 1917"),
-            pk.ArtistInfo("Pablo Picasso", "Cubism,Surrealism", "Spanish", "1881 - 1973"),
-            pk.ArtistInfo("Vincent van Gogh", "Post-Impressionism", "Dutch", "1853 - 1890"),
+            sm.ArtistInfo("Edgar Degas", "Impressionism", "French", "1834 - 1917"),
+            sm.ArtistInfo("Pablo Picasso", "Cubism,Surrealism", "Spanish", "1881 - 1973"),
+            sm.ArtistInfo("Vincent van Gogh", "Post-Impressionism", "Dutch", "1853 - 1890"),
         )
-        meta = pk.ServingMetadata(
+        meta = sm.ServingMetadata(
             model="m",
             image_size=32,
             classes=infos,
-            unknown=pk.UnknownThreshold(threshold, 0.9, 0.9, 0.5, 10, True),
+            unknown=sm.UnknownThreshold(threshold, 0.9, 0.9, 0.5, 10, True),
             metrics={},
-            limits=pk.Limits(1_000_000, 1_000_000, ("PNG",), 2_000_000, 2),
+            limits=sm.Limits(1_000_000, 1_000_000, ("PNG",), 2_000_000, 2, 5.0, 1_000_000),
             default_top_k=2,
         )
-        self._setup(meta, "artist-id:abc")
+        self.setup(meta, "artist-id:abc")
         self.proba = np.array([proba], dtype=np.float32)
 
     async def classify(self, batch: np.ndarray) -> np.ndarray:
@@ -227,7 +264,7 @@ class FixedModel(ArtistIDBase):
 
 def test_unknown_below_the_threshold_still_gives_top_k() -> None:
     svc = FixedModel(0.6, [0.2, 0.5, 0.3])
-    answer = svc.answer(svc.proba[0], 2)
+    answer = svc.answer(svc.proba[0], 2).model_dump()
     assert answer["unknown"] and answer["artist"] is None and answer["probability"] == 0.5
     assert [t["artist"] for t in answer["top_k"]] == ["Pablo Picasso", "Vincent van Gogh"]
     assert answer["top_k"][0]["genre"] == "Cubism,Surrealism"
@@ -235,32 +272,38 @@ def test_unknown_below_the_threshold_still_gives_top_k() -> None:
 
 def test_known_at_or_above_the_threshold() -> None:
     svc = FixedModel(0.5, [0.2, 0.5, 0.3])
-    answer = svc.answer(svc.proba[0], 3)
+    answer = svc.answer(svc.proba[0], 3).model_dump()
     assert not answer["unknown"] and answer["artist"] == "Pablo Picasso"
     assert answer["model"] == {"name": "m", "version": "abc", "tag": "artist-id:abc"}
 
 
 def test_ties_keep_label_order() -> None:
     svc = FixedModel(0.1, [0.4, 0.4, 0.2])
-    assert [t["artist"] for t in svc.answer(svc.proba[0], 3)["top_k"]] == CLASSES
+    assert [t.artist for t in svc.answer(svc.proba[0], 3).top_k] == CLASSES
 
 
-async def _predict(svc: FixedModel, data: bytes, top_k: str | None) -> list[dict[str, Any]]:
-    from artist_id.service import Upload
-
-    return await svc.predict_upload(Upload([("image", data)], top_k))
-
-
-def test_the_packaged_formats_are_the_allowlist() -> None:
+def _predict(svc: FixedModel, data: bytes, top_k: int | None, tmp: Path) -> list[Any]:
     import anyio
 
-    from artist_id.service import RequestError
+    upload = tmp / "upload"
+    upload.write_bytes(data)
+    return anyio.run(svc.predict_files, [upload], top_k)
 
+
+def test_the_packaged_formats_are_the_allowlist(tmp_path: Path) -> None:
     svc = FixedModel(0.5, [0.2, 0.5, 0.3])  # packaged with formats=("PNG",)
-    assert anyio.run(_predict, svc, encode(painting(), "PNG"), None)[0]["artist"]
+    assert _predict(svc, encode(painting(), "PNG"), None, tmp_path)[0].artist
     with pytest.raises(RequestError) as info:
-        anyio.run(_predict, svc, encode(painting(), "JPEG"), None)
+        _predict(svc, encode(painting(), "JPEG"), None, tmp_path)
     assert (info.value.status, info.value.error) == (415, "unsupported_format")
+
+
+def test_top_k_is_checked_in_process_too(tmp_path: Path) -> None:
+    svc = FixedModel(0.5, [0.2, 0.5, 0.3])
+    assert len(_predict(svc, encode(painting(), "PNG"), 3, tmp_path)[0].top_k) == 3
+    with pytest.raises(RequestError) as info:
+        _predict(svc, encode(painting(), "PNG"), 4, tmp_path)
+    assert info.value.error == "invalid_top_k" and "from 1 to 3" in info.value.detail
 
 
 # --------------------------------------------------------------------------------- fuzzing

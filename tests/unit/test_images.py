@@ -458,6 +458,83 @@ def test_to_rgb_other_modes() -> None:
     assert (out.getpixel((0, 0)), out.getpixel((1, 0))) == (WHITE, BLUE)
 
 
+# --- decoding at the model's scale (min_side) ----------------------------------------------
+
+
+def _model_input(img: Image.Image) -> np.ndarray:
+    return np.asarray(fit_square(img, 64), dtype=np.float64)
+
+
+def test_jpeg_is_decoded_at_a_reduced_scale_that_keeps_min_side() -> None:
+    data = _save(_painting(1, 2000).resize((2000, 1500)), "JPEG", quality=90)
+    full = decode_bytes(data).image
+    with images.open_bytes(data, min_side=128) as pending:
+        # 1500 // 128 = 11: the largest DCT scale that keeps both sides >= 128 is 1/8.
+        assert pending.pixels == 250 * 188
+        small = pending.decode().image
+    assert small.size == (250, 188) and small.mode == "RGB"
+    # What the model sees differs from a full decode by no more than JPEG noise.
+    assert np.abs(_model_input(small) - _model_input(full)).mean() < 2.0
+
+
+def test_small_jpeg_is_not_reduced_below_min_side() -> None:
+    data = _save(_painting(2, 200), "JPEG", quality=90)
+    with images.open_bytes(data, min_side=128) as pending:
+        assert pending.pixels == 200 * 200  # 200 // 128 = 1: no scaling
+    assert decode_bytes(data, min_side=128).image.tobytes() == decode_bytes(data).image.tobytes()
+
+
+def test_png_is_reduced_before_colour_conversion_like_compositing_first() -> None:
+    rgba = _painting(3, 1200).convert("RGBA")
+    alpha = Image.linear_gradient("L").resize(rgba.size)
+    rgba.putalpha(alpha)
+    data = _save(rgba, "PNG")
+    with images.open_bytes(data, min_side=100) as pending:
+        assert pending.pixels == 1200 * 1200  # PNG has no scaled decoding
+        small = pending.decode().image
+    assert small.size == (100, 100) and small.mode == "RGB"  # 1200 // 100 = 12
+    full = decode_bytes(data).image  # composited on white at full size
+    reference = full.reduce(12)
+    diff = np.abs(np.asarray(small, np.float64) - np.asarray(reference, np.float64))
+    assert diff.max() <= 2  # averaging premultiplied == compositing first (up to rounding)
+
+
+def test_palette_png_is_reduced_after_conversion() -> None:
+    data = _save(_painting(4, 600).convert("P"), "PNG")
+    small = decode_bytes(data, min_side=100).image
+    assert small.size == (100, 100) and small.mode == "RGB"
+
+
+def test_reduced_decode_keeps_the_exif_orientation() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise
+    wide = Image.new("RGB", (800, 400), RED)
+    wide.paste(BLUE, (0, 0, 400, 400))  # left half blue: after rotating, the top half
+    for fmt in ("JPEG", "PNG"):
+        data = _save(wide, fmt, exif=exif.tobytes())
+        out = decode_bytes(data, min_side=100).image
+        assert out.size[1] > out.size[0], fmt  # portrait once rotated
+        assert _close(_px(out, (out.size[0] // 2, out.size[1] // 4)), BLUE, tol=12), fmt
+        assert _close(_px(out, (out.size[0] // 2, 3 * out.size[1] // 4)), RED, tol=12), fmt
+
+
+def test_reduced_decode_still_refuses_bad_input() -> None:
+    assert _reject(_png_declaring(20_000, 20_000)).reason == "too_many_pixels"
+    jpeg = _save(_noise((400, 300)), "JPEG")
+    with pytest.raises(ImageError) as info:
+        decode_bytes(jpeg[: len(jpeg) // 2], min_side=64)
+    assert info.value.reason == "truncated"
+    with pytest.raises(ValueError):
+        images.open_bytes(jpeg, min_side=0)
+
+
+def test_a_pending_decode_decodes_once() -> None:
+    pending = images.open_bytes(_save(_noise((40, 30)), "PNG"))
+    assert pending.decode().image.size == (40, 30)
+    with pytest.raises(RuntimeError):
+        pending.decode()
+
+
 # --- transforms --------------------------------------------------------------------------------
 
 
