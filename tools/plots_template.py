@@ -70,8 +70,8 @@ EMBED_DEFAULTS = """\
 (function () {
   var embed = window.vegaEmbed;
   window.vegaEmbed = function (el, spec, opt) {
-    var defaults = {renderer: "svg", actions: {export: true, source: true, compiled: true, editor: false}};
-    return embed(el, spec, Object.assign(defaults, opt || {}));
+    var actions = {export: true, source: true, compiled: true, editor: false};
+    return embed(el, spec, Object.assign({renderer: "svg", actions: actions}, opt || {}));
   };
 })();"""
 
@@ -92,9 +92,7 @@ def _sha256(text: str) -> str:
 
 def _npm(*args: str, cwd: Path) -> str:
     try:
-        proc = subprocess.run(
-            ["npm", *args], cwd=cwd, check=True, capture_output=True, text=True
-        )
+        proc = subprocess.run(["npm", *args], cwd=cwd, check=True, capture_output=True, text=True)
     except FileNotFoundError as exc:
         raise SystemExit("npm is not installed: apt-get install -y npm") from exc
     except subprocess.CalledProcessError as exc:

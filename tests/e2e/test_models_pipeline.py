@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from tests import browser
 from tests.e2e.project import commit, dvc, env_for, git, make_project, ran, set_params
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -67,14 +70,55 @@ def test_every_model_is_trained_evaluated_and_ranked(project: Path) -> None:
     assert best["model"] in (project / "reports/leaderboard.md").read_text()
 
 
-def test_plots_render_confusion_matrices_and_learning_curves(project: Path) -> None:
+def vega_plot_ids(html: str) -> list[str]:
+    """Ids of the plots DVC's page hands to vega (an image plot is an <img>, not a script)."""
+    return re.findall(r'<div id = "([^"]+)">\s*<script', html)
+
+
+def assert_every_plot_drawn(project: Path, out: str, screenshot: str) -> str:
+    """Open DVC's page in Chromium with the network off; every vega plot must be drawn."""
+    html = (project / out / "index.html").read_text()
+    assert "cdn.jsdelivr" not in html and "<script src=" not in html
+    ids = vega_plot_ids(html)
+    page = browser.render(
+        (project / out / "index.html").as_uri(), screenshot=screenshot, size=(1400, 11000)
+    )
+    assert page.requests == [], f"the page tried the network: {page.requests}"
+    blank = [i for i in ids if not browser.svg_marks(page.dom, i)]
+    assert not blank, f"{len(blank)} of {len(ids)} plots drawn blank offline: {blank}"
+    return page.dom
+
+
+def test_plots_show_renders_every_plot_offline(project: Path) -> None:
     restore(project)
     dvc(project, "plots", "show", "-o", "plots_html")
     html = (project / "plots_html" / "index.html").read_text()
-    for m in train_models(project):  # DVC names each plot's <div> after its file
-        assert f'id = "reports_evaluate_{m}_confusion_json"' in html
+    names = train_models(project)
+    ids = vega_plot_ids(html)
+    for m in names:  # DVC names each plot's <div> after its file
+        assert f"reports_evaluate_{m}_confusion_json" in ids
         for curve in ("train_loss", "eval_loss", "eval_accuracy", "train_learning_rate"):
-            assert f'id = "reports_train_{m}_plots_metrics_{curve}_tsv"' in html
+            assert f"reports_train_{m}_plots_metrics_{curve}_tsv" in ids
+    assert "reports_eda_paintings_per_artist_json" in ids
+    dom = assert_every_plot_drawn(project, "plots_html", "plots-show-offline.png")
+
+    # The confusion matrices show the counts of the test predictions, cell by cell.
+    for m in names:
+        records = json.loads((project / "reports/evaluate" / m / "confusion.json").read_text())
+        expected = Counter((r["actual"], r["predicted"]) for r in records)
+        cells = {}
+        for kind, label in browser.svg_marks(dom, f"reports_evaluate_{m}_confusion_json"):
+            fields = dict(part.split(": ", 1) for part in label.split("; "))
+            assert kind == "rect mark"
+            cells[(fields["actual"], fields["predicted"])] = int(fields["xy_count"])
+        assert {k: v for k, v in cells.items() if v} == dict(expected), m
+
+
+def test_plots_diff_renders_offline(project: Path) -> None:
+    restore(project)
+    dvc(project, "plots", "diff", "HEAD", "-o", "plots_diff")
+    dom = assert_every_plot_drawn(project, "plots_diff", "plots-diff-offline.png")
+    assert "rev: HEAD" in dom and "rev: workspace" in dom
 
 
 def test_experiment_with_fewer_epochs_shows_in_metrics_diff(project: Path) -> None:
