@@ -14,7 +14,7 @@ export BENTOML_DO_NOT_TRACK := true
 export TF_CPP_MIN_LOG_LEVEL := 3
 export KERAS_BACKEND := tensorflow
 
-.PHONY: install repro test lint format clean bento serve plots-template
+.PHONY: install repro test lint format clean bento serve plots-template params-format
 
 BENTO_MODEL := models/bento/artist-id.tar
 
@@ -48,6 +48,9 @@ lint: install  ## ruff + mypy
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+params-format: install  ## rewrite params.yaml the way `dvc exp run -S` does (DVC's own writer)
+	$(BIN)/python -c "from dvc.utils.hydra import apply_overrides; apply_overrides('params.yaml', [])"
 
 plots-template: install  ## re-vendor vega/vega-lite/vega-embed into .dvc/plots/offline.html (needs npm)
 	$(BIN)/python tools/plots_template.py build
