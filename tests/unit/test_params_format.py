@@ -45,7 +45,11 @@ def test_params_yaml_is_already_in_the_form_dvc_writes(tmp_path: Path) -> None:
             "-  min_paintings: 30       # keep artists with MORE",
             "+  min_paintings: 20       # keep artists with MORE",
         ),
-        ("train.style_stats.image_size=128", "-    image_size:           #", "+    image_size: 128"),
+        (
+            "train.style_stats.image_size=128",
+            "-    image_size:           #",
+            "+    image_size: 128",
+        ),
     ],
 )
 def test_an_experiment_changes_only_its_own_line(
