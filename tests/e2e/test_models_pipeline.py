@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests import browser
+from tests.conftest import REPO
 from tests.e2e.project import commit, dvc, env_for, git, make_project, ran, set_params
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -28,8 +30,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def restore(root: Path) -> None:
-    """Back to the committed first run: params, lock file and outputs (each test states it)."""
-    git(root, "checkout", "--", "params.yaml", "dvc.lock")
+    """Back to the committed first run: params, lock file and outputs (each test states it).
+
+    From HEAD, not the index: `dvc exp run` stages params.yaml and dvc.lock in git, and the
+    `cache: false` reports are not in DVC's cache for `dvc checkout` to restore.
+    """
+    git(root, "checkout", "HEAD", "--", "params.yaml", "dvc.lock", "reports")
     dvc(root, "checkout", "-f")
 
 
@@ -148,6 +154,41 @@ def test_a_subset_of_models_trains_and_is_packaged(project: Path) -> None:
         assert (project / "models/bento/artist-id.tar").is_file()
     finally:
         restore(project)
+
+
+# The README's experiment example and table, run as written.
+README_EXP_RUN = "dvc exp run --temp -S train.style_stats.l2=0.01"
+README_EXP_SHOW = (
+    "dvc exp show --only-changed --drop '.*/|params.yaml|Created|.*accuracy|.*val\\.log_loss'"
+    " --keep 'style_stats.*macro_f1'"
+)
+
+
+def test_readme_experiment_runs_one_model_and_its_table_fits_160_columns(project: Path) -> None:
+    restore(project)
+    readme = (REPO / "README.md").read_text()
+    assert README_EXP_RUN in readme and README_EXP_SHOW in readme
+    before = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True)
+    proc = dvc(project, *shlex.split(README_EXP_RUN)[1:])
+    assert ran(proc) == {"train@style_stats", "evaluate@style_stats", "leaderboard", "package"}
+    after = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True)
+    assert after.stdout == before.stdout  # --temp: the workspace is untouched
+    env = env_for(project, COLUMNS="160")
+    table = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), *shlex.split(README_EXP_SHOW)[1:], "--no-pager"],
+        cwd=project,
+        env=env,
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout
+    lines = table.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 160
+    header = next(line for line in lines if "Experiment" in line).split()
+    assert "train.style_stats.l2" in header  # the changed parameter, not collapsed into "…"
+    assert {"style_stats.val.macro_f1", "style_stats.test.macro_f1"} <= set(header)
+    assert "…" not in table
+    assert any("0.01" in line for line in lines if "[" in line)  # the experiment's row
 
 
 def test_imagenet_offline_fails_fast_with_the_file_to_fetch(project: Path, tmp_path: Path) -> None:
