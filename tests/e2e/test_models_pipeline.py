@@ -175,6 +175,7 @@ README_EXP_SHOW = (
 
 def test_readme_experiment_runs_one_model_and_its_table_fits_160_columns(project: Path) -> None:
     restore(project)
+    dvc(project, "exp", "remove", "--all-commits")  # the table shows this experiment only
     readme = (REPO / "README.md").read_text()
     assert README_EXP_RUN in readme and README_EXP_SHOW in readme
     before = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True)
