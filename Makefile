@@ -14,7 +14,7 @@ export BENTOML_DO_NOT_TRACK := true
 export TF_CPP_MIN_LOG_LEVEL := 3
 export KERAS_BACKEND := tensorflow
 
-.PHONY: install repro test lint format clean bento serve
+.PHONY: install repro test lint format clean bento serve plots-template params-format readme-dag
 
 BENTO_MODEL := models/bento/artist-id.tar
 
@@ -37,8 +37,13 @@ bento: install  ## import the packaged model into the BentoML store and build th
 	$(BIN)/python -m artist_id.packaging import $(BENTO_MODEL)
 	$(BIN)/bentoml build
 
-serve: bento  ## serve the Bento on http://localhost:3000 (Ctrl+C to stop)
-	$(BIN)/bentoml serve artist_id:latest --port 3000
+# `make serve` listens on this machine only; HOST=0.0.0.0 opens it to the network (a container
+# publishes its port that way), PORT=8080 moves it.
+HOST ?= 127.0.0.1
+PORT ?= 3000
+
+serve: bento  ## serve the Bento on http://$(HOST):$(PORT) (Ctrl+C to stop)
+	$(BIN)/bentoml serve artist_id:latest --host $(HOST) --port $(PORT)
 
 lint: install  ## ruff + mypy
 	$(BIN)/ruff check .
@@ -48,6 +53,15 @@ lint: install  ## ruff + mypy
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+params-format: install  ## rewrite params.yaml the way `dvc exp run -S` does (DVC's own writer)
+	$(BIN)/python -c "from dvc.utils.hydra import apply_overrides; apply_overrides('params.yaml', [])"
+
+readme-dag: install  ## put `dvc dag --md` (the pipeline as a Mermaid graph) into README.md
+	$(BIN)/python tools/readme_dag.py
+
+plots-template: install  ## re-vendor vega/vega-lite/vega-embed into .dvc/plots/offline.html (needs npm)
+	$(BIN)/python tools/plots_template.py build
 
 clean:  ## remove caches (not the DVC cache)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis

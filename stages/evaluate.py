@@ -1,8 +1,12 @@
 """evaluate@<model>: metrics and plots on the validation and test sets.
 
-Writes reports/evaluate/<model>/: metrics.json (dvclive; val and test), confusion.json
-(DVC ``confusion`` template, test set), predictions.csv (per-image probabilities, val and
-test) and figures/ (normalised confusion matrix, misclassified test images, learning curves).
+Writes reports/evaluate/<model>/: metrics.json (dvclive; the DVC metrics: the headline numbers
+of val and test under the model's name, ``{"<model>": {"val": {...}, "test": {...}}}``, so the
+names are unique across models and `dvc exp show` needs no file paths in its columns),
+details.json (everything else: per-class report, weighted F1, top-2, n, majority baseline),
+confusion.json (DVC ``confusion`` template, test set), predictions.csv (per-image
+probabilities, val and test) and figures/ (normalised confusion matrix, misclassified test
+images, learning curves).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ def main() -> None:
         data = load_split(PROCESSED / split / "index.csv")
         proba = predict(model, data)
         metrics = ev.classification_metrics(data.labels, proba, classes)
-        ev.log_metrics(live, metrics, split)
+        ev.log_metrics(live, ev.headline(metrics), f"{name}/{split}")
         results[split] = (data, proba, metrics)
         frame = pd.DataFrame(proba.round(6), columns=[f"p_{c}" for c in classes])
         frame.insert(0, "predicted", proba.argmax(axis=1))
@@ -55,6 +59,7 @@ def main() -> None:
         frame.insert(0, "split", split)
         predictions.append(frame)
     live.end()
+    stage.write_json(out / "details.json", {split: results[split][2] for split in results})
     pd.concat(predictions).to_csv(out / "predictions.csv", index=False)
 
     data, proba, metrics = results["test"]

@@ -27,7 +27,8 @@ def main() -> None:
     metric = params.leaderboard.metric
     rows = []
     for name in params.train.models:
-        metrics = stage.read_json(Path("reports/evaluate") / name / "metrics.json")
+        # details.json: every number of the evaluation (metrics.json holds the headline ones)
+        metrics = stage.read_json(Path("reports/evaluate") / name / "details.json")
         summary = stage.read_json(Path("reports/train") / name / "summary.json")
         timing = stage.read_json(Path("reports/train") / name / "timing.json")
         rows.append(

@@ -1,6 +1,7 @@
 """select: artists above the threshold, near-duplicate groups, leak-free split, balancing.
 
-Writes data/processed/split.csv, data/processed/classes.json, reports/select/summary.json.
+Writes data/processed/split.csv, data/processed/classes.json, reports/select/summary.json
+(metrics: a few counts) and reports/select/details.json (per artist and split, groups).
 """
 
 from __future__ import annotations
@@ -33,8 +34,12 @@ def main() -> None:
     PROCESSED.mkdir(parents=True, exist_ok=True)
     result.split.to_csv(PROCESSED / "split.csv", index=False)
     stage.write_json(PROCESSED / "classes.json", result.classes)
-    stage.write_json("reports/select/summary.json", result.summary)
     s = result.summary
+    # summary.json: the DVC metrics, a few counts; details.json: everything (per artist, groups)
+    counts = {"artists": len(s["artists_kept"]), "images": s["images"]}
+    counts |= {split: sum(s["splits"][split].values()) for split in ("train", "val", "test")}
+    stage.write_json("reports/select/summary.json", {"select": counts})
+    stage.write_json("reports/select/details.json", s)
     log.info(
         "select: %d artists kept (> %d paintings), %d dropped; %d images in %d groups "
         "(%d near-duplicate groups), %d straddling; split %s",

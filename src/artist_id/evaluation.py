@@ -2,7 +2,9 @@
 
 * :func:`classification_metrics`: accuracy, balanced accuracy, macro/weighted F1, top-2
   accuracy, log loss, a per-class report and the majority-class baseline, all from sklearn.
-* :func:`log_metrics`: the same numbers into a dvclive ``Live`` as nested ``metrics.json`` keys.
+* :func:`headline`: the few of them that are DVC *metrics* (what a reviewer compares across
+  runs); the rest is a plain report. :func:`log_metrics`: numbers into a dvclive ``Live`` as
+  nested ``metrics.json`` keys.
 * :func:`confusion_records` (DVC ``confusion`` template data), :func:`plot_confusion`,
   :func:`plot_misclassified`, :func:`plot_learning_curves`: the plots.
 * :func:`read_dvclive_history`: the per-epoch TSVs dvclive wrote during training, back into a
@@ -174,6 +176,20 @@ def classification_metrics(
             "macro_f1": _r(f1_score(t, constant, average="macro", zero_division=0)),
         },
     }
+
+
+# What `dvc metrics diff` / `dvc exp show` compare per model and split. Everything else
+# classification_metrics returns (per-class report, weighted F1, top-2, n, the majority
+# baseline) goes to the plain details.json report, so the tables stay readable.
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
+
+
+def headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`HEADLINE` numbers of :func:`classification_metrics` output, in that order."""
+    missing = [k for k in HEADLINE if k not in metrics]
+    if missing:
+        raise KeyError(f"metrics lack {missing} (have {sorted(metrics)})")
+    return {k: metrics[k] for k in HEADLINE}
 
 
 def _metric_part(name: str) -> str:

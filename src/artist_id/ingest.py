@@ -451,7 +451,8 @@ def _ingest(
 
 
 def publish(result: IngestResult, out_dir: Path, reports_dir: Path) -> None:
-    """Write the manifest, quarantine list and summary, then move every output into place.
+    """Write the manifest, quarantine list, summary (metrics) and details, then move every
+    output into place.
 
     Each file is written to the staging folder and renamed over the old one; the images
     folder is swapped with two renames. Until the first rename the previous outputs are
@@ -461,10 +462,13 @@ def publish(result: IngestResult, out_dir: Path, reports_dir: Path) -> None:
     try:
         result.manifest.to_csv(staging / "manifest.csv", index=False)
         result.quarantine.to_csv(staging / "quarantine.csv", index=False)
-        (staging / "summary.json").write_text(
-            json.dumps(result.summary, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-            encoding="utf-8",
-        )
+        # summary.json: the DVC metrics (a few counts under "ingest"); details.json: all of it
+        metrics = {"ingest": {k: result.summary[k] for k in ("files", "ok", "quarantined")}}
+        for name, data in (("summary.json", metrics), ("details.json", result.summary)):
+            (staging / name).write_text(
+                json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+                encoding="utf-8",
+            )
         out_dir.mkdir(parents=True, exist_ok=True)
         reports_dir.mkdir(parents=True, exist_ok=True)
         old = out_dir / "images"
@@ -476,6 +480,7 @@ def publish(result: IngestResult, out_dir: Path, reports_dir: Path) -> None:
             ("manifest.csv", out_dir / "manifest.csv"),
             ("quarantine.csv", reports_dir / "quarantine.csv"),
             ("summary.json", reports_dir / "summary.json"),
+            ("details.json", reports_dir / "details.json"),
         ):
             (staging / name).replace(target)
     finally:

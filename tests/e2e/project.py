@@ -40,6 +40,7 @@ def make_project(root: Path) -> Path:
             shutil.copy2(src, root / name)
     (root / ".dvc").mkdir()
     shutil.copy2(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")  # plots.html_template
     (root / ".gitignore").write_text("__pycache__/\n")
     reset_params(root)
     git(root, "init", "-q")

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from tests import browser
+from tests.conftest import REPO
 from tests.e2e.project import commit, dvc, env_for, git, make_project, ran, set_params
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -25,8 +30,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def restore(root: Path) -> None:
-    """Back to the committed first run: params, lock file and outputs (each test states it)."""
-    git(root, "checkout", "--", "params.yaml", "dvc.lock")
+    """Back to the committed first run: params, lock file and outputs (each test states it).
+
+    From HEAD, not the index: `dvc exp run` stages params.yaml and dvc.lock in git, and the
+    `cache: false` reports are not in DVC's cache for `dvc checkout` to restore.
+    """
+    git(root, "checkout", "HEAD", "--", "params.yaml", "dvc.lock", "reports")
     dvc(root, "checkout", "-f")
 
 
@@ -45,18 +54,17 @@ def test_every_model_is_trained_evaluated_and_ranked(project: Path) -> None:
     metrics = json.loads(dvc(project, "metrics", "show", "--json").stdout)
     files = next(iter(metrics.values()))["data"]
     for m in names:
+        # metrics: the headline numbers under the model's name; the rest in details.json
         data = files[f"reports/evaluate/{m}/metrics.json"]["data"]
-        assert {
-            "accuracy",
-            "balanced_accuracy",
-            "macro_f1",
-            "top2_accuracy",
-            "log_loss",
-            "weighted_f1",
-            "per_class",
-            "majority_baseline",
-        } <= set(data["test"])
-        assert f"reports/train/{m}/metrics.json" in files
+        assert list(data) == [m]
+        for split in ("val", "test"):
+            assert set(data[m][split]) == {"accuracy", "balanced_accuracy", "macro_f1", "log_loss"}
+        details = json.loads((project / "reports/evaluate" / m / "details.json").read_text())
+        assert {"top2_accuracy", "weighted_f1", "n", "per_class", "majority_baseline"} <= set(
+            details["test"]
+        )
+        assert details["test"]["macro_f1"] == data[m]["test"]["macro_f1"]
+        assert f"reports/train/{m}/metrics.json" not in files  # a report, not a metric
         for fig in ("confusion.png", "misclassified.png", "learning_curves.png"):
             assert (project / "reports/evaluate" / m / "figures" / fig).is_file()
     best = json.loads((project / "models/best.json").read_text())
@@ -67,14 +75,55 @@ def test_every_model_is_trained_evaluated_and_ranked(project: Path) -> None:
     assert best["model"] in (project / "reports/leaderboard.md").read_text()
 
 
-def test_plots_render_confusion_matrices_and_learning_curves(project: Path) -> None:
+def vega_plot_ids(html: str) -> list[str]:
+    """Ids of the plots DVC's page hands to vega (an image plot is an <img>, not a script)."""
+    return re.findall(r'<div id = "([^"]+)">\s*<script', html)
+
+
+def assert_every_plot_drawn(project: Path, out: str, screenshot: str) -> str:
+    """Open DVC's page in Chromium with the network off; every vega plot must be drawn."""
+    html = (project / out / "index.html").read_text()
+    assert "cdn.jsdelivr" not in html and "<script src=" not in html
+    ids = vega_plot_ids(html)
+    page = browser.render(
+        (project / out / "index.html").as_uri(), screenshot=screenshot, size=(1400, 11000)
+    )
+    assert page.requests == [], f"the page tried the network: {page.requests}"
+    blank = [i for i in ids if not browser.svg_marks(page.dom, i)]
+    assert not blank, f"{len(blank)} of {len(ids)} plots drawn blank offline: {blank}"
+    return page.dom
+
+
+def test_plots_show_renders_every_plot_offline(project: Path) -> None:
     restore(project)
     dvc(project, "plots", "show", "-o", "plots_html")
     html = (project / "plots_html" / "index.html").read_text()
-    for m in train_models(project):  # DVC names each plot's <div> after its file
-        assert f'id = "reports_evaluate_{m}_confusion_json"' in html
+    names = train_models(project)
+    ids = vega_plot_ids(html)
+    for m in names:  # DVC names each plot's <div> after its file
+        assert f"reports_evaluate_{m}_confusion_json" in ids
         for curve in ("train_loss", "eval_loss", "eval_accuracy", "train_learning_rate"):
-            assert f'id = "reports_train_{m}_plots_metrics_{curve}_tsv"' in html
+            assert f"reports_train_{m}_plots_metrics_{curve}_tsv" in ids
+    assert "reports_eda_paintings_per_artist_json" in ids
+    dom = assert_every_plot_drawn(project, "plots_html", "plots-show-offline.png")
+
+    # The confusion matrices show the counts of the test predictions, cell by cell.
+    for m in names:
+        records = json.loads((project / "reports/evaluate" / m / "confusion.json").read_text())
+        expected = Counter((r["actual"], r["predicted"]) for r in records)
+        cells = {}
+        for kind, label in browser.svg_marks(dom, f"reports_evaluate_{m}_confusion_json"):
+            fields = dict(part.split(": ", 1) for part in label.split("; "))
+            assert kind == "rect mark"
+            cells[(fields["actual"], fields["predicted"])] = int(fields["xy_count"])
+        assert {k: v for k, v in cells.items() if v} == dict(expected), m
+
+
+def test_plots_diff_renders_offline(project: Path) -> None:
+    restore(project)
+    dvc(project, "plots", "diff", "HEAD", "-o", "plots_diff")
+    dom = assert_every_plot_drawn(project, "plots_diff", "plots-diff-offline.png")
+    assert "rev: HEAD" in dom and "rev: workspace" in dom
 
 
 def test_experiment_with_fewer_epochs_shows_in_metrics_diff(project: Path) -> None:
@@ -82,8 +131,17 @@ def test_experiment_with_fewer_epochs_shows_in_metrics_diff(project: Path) -> No
     proc = dvc(project, "exp", "run", "-S", "train.epochs=1")
     assert {"train@cnn_small", "evaluate@cnn_small", "leaderboard"} <= ran(proc)
     assert "sample" not in ran(proc) and "augment" not in ran(proc)
-    diff = dvc(project, "metrics", "diff", "--md").stdout
-    assert "reports/train/cnn_small/metrics.json" in diff and "step" in diff
+    params = json.loads(dvc(project, "params", "diff", "--json").stdout)
+    assert params["params.yaml"]["train.epochs"]["new"] == 1
+    # Whether a CNN's numbers move depends on its best epoch; what does not: every changed
+    # metric is a headline number named <model>.<split>.<metric> in that model's file.
+    diff = json.loads(dvc(project, "metrics", "diff", "--json").stdout)
+    for path, changes in diff.items():
+        for name in changes:
+            model, split, metric = name.split(".")
+            assert path == f"reports/evaluate/{model}/metrics.json"
+            assert split in {"val", "test"}
+            assert metric in {"accuracy", "balanced_accuracy", "macro_f1", "log_loss"}
     dvc(project, "exp", "apply", "--help")  # the usual follow-ups exist
     restore(project)
 
@@ -105,6 +163,42 @@ def test_a_subset_of_models_trains_and_is_packaged(project: Path) -> None:
         assert (project / "models/bento/artist-id.tar").is_file()
     finally:
         restore(project)
+
+
+# The README's experiment example and table, run as written.
+README_EXP_RUN = "dvc exp run --temp -S train.style_stats.l2=0.01"
+README_EXP_SHOW = (
+    "dvc exp show --only-changed --drop '.*/|params.yaml|Created|.*accuracy|.*val\\.log_loss'"
+    " --keep 'style_stats.*macro_f1'"
+)
+
+
+def test_readme_experiment_runs_one_model_and_its_table_fits_160_columns(project: Path) -> None:
+    restore(project)
+    dvc(project, "exp", "remove", "--all-commits")  # the table shows this experiment only
+    readme = (REPO / "README.md").read_text()
+    assert README_EXP_RUN in readme and README_EXP_SHOW in readme
+    before = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True)
+    proc = dvc(project, *shlex.split(README_EXP_RUN)[1:])
+    assert ran(proc) == {"train@style_stats", "evaluate@style_stats", "leaderboard", "package"}
+    after = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True)
+    assert after.stdout == before.stdout  # --temp: the workspace is untouched
+    env = env_for(project, COLUMNS="160")
+    table = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), *shlex.split(README_EXP_SHOW)[1:], "--no-pager"],
+        cwd=project,
+        env=env,
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout
+    lines = table.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 160
+    header = next(line for line in lines if "Experiment" in line).split()
+    assert "train.style_stats.l2" in header  # the changed parameter, not collapsed into "…"
+    assert {"style_stats.val.macro_f1", "style_stats.test.macro_f1"} <= set(header)
+    assert "…" not in table
+    assert any("0.01" in line for line in lines if "[" in line)  # the experiment's row
 
 
 def test_imagenet_offline_fails_fast_with_the_file_to_fetch(project: Path, tmp_path: Path) -> None:
