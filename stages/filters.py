@@ -21,22 +21,20 @@ log = logging.getLogger("artist_id.stages.filters")
 
 
 def model_path(name: str) -> Path:
-    return Path("models") / name / "model.keras"
+    return Path("models") / "zoo" / name / "model.keras"
 
 
 def main() -> None:
     params = load_params()
     name = params.filters.model
 
-    import keras
-
-    import artist_id.models  # noqa: F401  (registers the custom layers for loading)
     from artist_id import filters
+    from artist_id.models import ModelFileError, load_model
 
-    stage.expect(filters.FiltersError)
+    stage.expect(filters.FiltersError, ModelFileError)
     val_paths = list(pd.read_csv(PROCESSED / "val" / "index.csv")["path"])
     test_paths = list(pd.read_csv(PROCESSED / "test" / "index.csv")["path"])
-    model = keras.models.load_model(model_path(name), compile=False, safe_mode=True)
+    model = load_model(model_path(name))
     val = filters.load_images(val_paths)
     scanned = filters.load_images(val_paths + test_paths)
     results = filters.analyse(model, val, scanned, params.filters.per_layer)

@@ -28,14 +28,11 @@ def main() -> None:
     params = load_params()
     sp = params.style
 
-    import keras
-
-    import artist_id.models  # noqa: F401  (registers the custom layers for loading)
     from artist_id import style
-    from artist_id.models import WeightsError
+    from artist_id.models import ModelFileError, WeightsError, load_model
     from artist_id.seeding import seed_everything
 
-    stage.expect(WeightsError, style.FastStyleError)
+    stage.expect(WeightsError, ModelFileError, style.FastStyleError)
     seed_everything(params.base.seed)
     manifest = pd.read_csv(MANIFEST, dtype=str, keep_default_na=False)
     classes = stage.read_json(CLASSES)["classes"]
@@ -52,7 +49,7 @@ def main() -> None:
     stylizer = style.Stylizer(sp, extractor, fast)
 
     best = stage.read_json(BEST)
-    classifier = keras.models.load_model(best["path"], compile=False, safe_mode=True)
+    classifier = load_model(best["path"], num_classes=len(classes))
 
     out = stage.fresh_dir(OUT)
     metrics: dict[str, object] = {}

@@ -396,7 +396,7 @@ def load_images(paths: Sequence[str | Path]) -> np.ndarray:
 
 
 def mosaic(
-    images: np.ndarray, patches: Sequence[Patch], cell: int = 40, gap: int = 2
+    images: np.ndarray, patches: Sequence[Patch], cell: int = 32, gap: int = 2
 ) -> np.ndarray:
     """A 3 x 3 grid (for nine patches) of the patches, each scaled to ``cell`` pixels."""
     side = math.ceil(math.sqrt(TOP))
@@ -429,7 +429,7 @@ def draw_layer(
 
     rows = math.ceil(len(mosaics) / columns)
     fig, axes = plt.subplots(
-        rows, columns, figsize=(2.3 * columns, 2.5 * rows + 0.5), squeeze=False
+        rows, columns, figsize=(1.8 * columns, 1.95 * rows + 0.45), squeeze=False
     )
     for ax in axes.flat:
         ax.axis("off")
@@ -438,7 +438,7 @@ def draw_layer(
         ax.set_title(label, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=80, metadata={"Software": None})
+    fig.savefig(path, dpi=72, metadata={"Software": None})
     plt.close(fig)
 
 
@@ -452,7 +452,7 @@ def draw_overview(
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(
-        len(rows), per_row, figsize=(1.7 * per_row + 1.2, 1.8 * len(rows)), squeeze=False
+        len(rows), per_row, figsize=(1.5 * per_row + 1.3, 1.55 * len(rows) + 0.3), squeeze=False
     )
     for r, (label, mosaics) in enumerate(rows):
         for c in range(per_row):
@@ -468,5 +468,5 @@ def draw_overview(
         "What each depth responds to: top-9 patches of the most active filters", fontsize=9
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=80, metadata={"Software": None})
+    fig.savefig(path, dpi=72, metadata={"Software": None})
     plt.close(fig)

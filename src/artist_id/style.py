@@ -21,7 +21,6 @@ random weights for tests.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,8 +35,6 @@ from artist_id.config import SAMPLE_PHOTOS, ConfigError, StyleParams
 if TYPE_CHECKING:
     import keras
     import tensorflow as tf
-
-log = logging.getLogger(__name__)
 
 # The seed deck's three painters, as artists.csv spells them.
 DECK_ARTISTS = ("Vincent van Gogh", "Pablo Picasso", "Salvador Dali")
@@ -147,33 +144,40 @@ def choose_artists(
     return deck or list(classes)
 
 
-def choose_paintings(manifest: Any, artist: str, per_artist: int, seed: int) -> list[StylePainting]:
-    """``per_artist`` usable paintings of ``artist`` from the manifest, a seeded choice.
+def colourfulness(path: str | Path) -> float:
+    """Hasler and Suesstrunk's colourfulness of an image (0 for grey; ~100 for vivid colour).
 
-    Colour paintings are preferred (a greyscale one would transfer no palette); the choice
-    depends only on the seed and the sorted file list, so it is reproducible.
+    Decoded at a reduced scale (JPEG draft mode): the choice of style paintings reads every
+    painting of an artist, so it must be cheap.
+    """
+    with Image.open(path) as img:
+        img.draft("RGB", (64, 64))
+        rgb = np.asarray(img.convert("RGB"), dtype="float64")
+    rg = rgb[..., 0] - rgb[..., 1]
+    yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def choose_paintings(manifest: Any, artist: str, per_artist: int, seed: int) -> list[StylePainting]:
+    """``per_artist`` usable paintings of ``artist``: a seeded choice among the more colourful
+    half of them (drawings, sepia and greyscale scans transfer no palette).
+
+    Depends only on the seed and the files, not on the manifest's row order.
     """
     rows = manifest[(manifest["artist"] == artist) & (manifest["status"] == "ok")]
-    rows = rows.sort_values("path")
-    colour = rows[rows["source_mode"].isin(["RGB", "RGBA", "CMYK", "P", "YCbCr"])]
-    pool = colour if len(colour) >= per_artist else rows
-    if pool.empty:
+    paths = sorted(rows["path"])
+    if not paths:
         raise ConfigError(f"style.artists: {artist!r} has no usable paintings")
+    scores = np.array([colourfulness(p) for p in paths])
+    keep = max(per_artist, (len(paths) + 1) // 2)
+    # the most colourful `keep` (ties: file order), then back in file order for the draw
+    pool = sorted(np.lexsort((np.arange(len(paths)), -scores))[:keep])
     rng = np.random.default_rng(seed)
-    picked = rng.choice(len(pool), size=min(per_artist, len(pool)), replace=False)
-    return [
-        StylePainting(artist, Path(p).parent.name, p)
-        for p in sorted(pool["path"].iloc[sorted(int(i) for i in picked)])
-    ]
+    picked = sorted(rng.choice(len(pool), size=min(per_artist, len(pool)), replace=False))
+    return [StylePainting(artist, Path(paths[pool[i]]).parent.name, paths[pool[i]]) for i in picked]
 
 
 # -------------------------------------------------------------------------------- Gatys
-
-
-def vgg_conv_layers(backbone: str) -> tuple[str, ...]:
-    """Conv layer names of ``vgg16`` / ``vgg19`` in network order."""
-    convs = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}[backbone]
-    return tuple(f"block{b}_conv{i}" for b, n in enumerate(convs, 1) for i in range(1, n + 1))
 
 
 def build_vgg(backbone: str, weights: str) -> keras.Model:
@@ -275,8 +279,8 @@ class Gatys:
         self.compiled_step = tf.function(self.step)
         self.compiled_value_and_grad = tf.function(self.value_and_grad)
 
-    def reset(self, content: np.ndarray, style: np.ndarray, init: np.ndarray | None = None) -> None:
-        """New targets from uint8 ``content`` and ``style``; image := ``init`` (default content)."""
+    def reset(self, content: np.ndarray, style: np.ndarray) -> None:
+        """New targets from uint8 ``content`` and ``style``; the image starts as the content."""
         import tensorflow as tf
 
         c = tf.constant(content[None], tf.float32) / 255.0
@@ -286,8 +290,7 @@ class Gatys:
         ):
             target.assign(gram_matrix(features))
         self.content_target.assign(self.extractor(caffe_input(c))[self.n_style])
-        start = c if init is None else tf.constant(init[None], tf.float32) / 255.0
-        self.image.assign(start)
+        self.image.assign(c)
         for var in self.adam.variables:  # a fresh Adam: moments and step count at zero
             var.assign(tf.zeros_like(var))
         self.adam.learning_rate = self.learning_rate  # zeroed with the rest
@@ -347,10 +350,6 @@ class Run:
     @property
     def seconds_per_iteration(self) -> float:
         return self.seconds / max(self.timed, 1)
-
-    @property
-    def final_losses(self) -> dict[str, float]:
-        return {n: float(v) for n, v in zip(LOSS_NAMES, self.history[-1], strict=True)}
 
 
 def optimise(
@@ -701,7 +700,7 @@ def draw_grid(
             ax.set_title(label, fontsize=7)
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=90, metadata={"Software": None})
+    fig.savefig(path, dpi=72, metadata={"Software": None})
     plt.close(fig)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -90,28 +91,45 @@ def test_unknown_artist_is_a_config_error_naming_the_known_ones() -> None:
     assert "\n" not in message
 
 
-def manifest(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {"artist": a, "path": f"data/raw/images/{a.replace(' ', '_')}/{f}", "source_mode": m}
-            | {"status": "ok"}
-            for a, f, m in rows
-        ]
-    )
+def write_paintings(root: Path, artist: str, colours: list[tuple[int, int, int]]) -> pd.DataFrame:
+    """One JPEG per colour: bands of it and of its complement, 8 px (wider than the JPEG
+    chroma subsampling, which would average 1-px stripes to grey); as a manifest."""
+    rows = []
+    folder = root / artist.replace(" ", "_")
+    folder.mkdir(parents=True)
+    for i, colour in enumerate(colours, start=1):
+        array = np.zeros((40, 60, 3), dtype="uint8")
+        array[:] = colour
+        for top in range(8, 40, 16):
+            array[top : top + 8] = [255 - c for c in colour]
+        path = folder / f"{folder.name}_{i}.jpg"
+        Image.fromarray(array).save(path, quality=95)
+        rows.append({"artist": artist, "path": str(path), "status": "ok"})
+    return pd.DataFrame(rows)
 
 
-def test_painting_choice_is_seeded_and_prefers_colour() -> None:
-    frame = manifest(
-        [("A B", f"A_B_{i}.jpg", "L" if i % 2 else "RGB") for i in range(1, 11)]
-        + [("C", "C_1.jpg", "RGB")]
-    )
-    first = style.choose_paintings(frame, "A B", 3, seed=1)
-    assert first == style.choose_paintings(frame.sample(frac=1, random_state=3), "A B", 3, seed=1)
+def test_colourfulness_is_zero_for_grey_and_high_for_vivid(tmp_path: Path) -> None:
+    frame = write_paintings(tmp_path, "A", [(128, 128, 128), (255, 0, 0), (200, 150, 120)])
+    grey, red, sepia = (style.colourfulness(p) for p in frame["path"])
+    assert grey < 2 < sepia < red
+
+
+def test_painting_choice_is_seeded_and_skips_the_greyest_half(tmp_path: Path) -> None:
+    greys = [(v, v, v) for v in range(60, 200, 20)]  # 7 grey paintings
+    vivid = [(250, 30, 30), (30, 250, 30), (30, 30, 250), (250, 250, 0), (0, 250, 250)]
+    frame = write_paintings(tmp_path, "A B", greys + vivid)
+    other = write_paintings(tmp_path, "C", [(250, 0, 0)])
+    both = pd.concat([frame, other])
+    first = style.choose_paintings(both, "A B", 3, seed=1)
+    assert first == style.choose_paintings(both.sample(frac=1, random_state=3), "A B", 3, seed=1)
     assert len(first) == 3 and all(p.artist == "A B" and p.slug == "A_B" for p in first)
-    colour = set(frame.loc[frame["source_mode"] == "RGB", "path"])
-    assert {p.path for p in first} <= colour
-    # more paintings asked than exist in colour: greyscale ones make up the number
-    assert len(style.choose_paintings(frame, "A B", 8, seed=1)) == 8
+    # the 6 most colourful of 12: the 5 vivid ones and one grey (all greys tie at 0)
+    vivid_paths = set(frame["path"].iloc[len(greys) :])
+    assert len({p.path for p in first} & vivid_paths) >= 2
+    chosen = {p.path for p in style.choose_paintings(both, "A B", 6, seed=1)}
+    assert vivid_paths <= chosen
+    # more paintings asked than the colourful half: greyer ones make up the number
+    assert len(style.choose_paintings(both, "A B", 10, seed=1)) == 10
 
 
 # ------------------------------------------------------------------------------ params
