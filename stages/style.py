@@ -2,9 +2,11 @@
 whether the pipeline's best classifier attributes the results to the style's artist.
 
 Writes reports/style/ (committed to git, small): <artist_slug>.png (the labelled grid),
-results/<artist_slug>/*.png (every result), metrics.json (final losses and classifier
-scores per artist), timing.json (seconds per Gatys iteration and per fast image) and
-curves/<artist_slug>/<loss>_loss.tsv (loss per iteration, DVC plot data).
+results/<artist_slug>/*.png (every result), metrics.json (the headline numbers: losses and
+classifier scores averaged over the artists), details.json (per artist: paintings, final
+losses, the classifier's score at every checkpoint), timing.json (seconds per Gatys
+iteration and per fast image) and curves/<artist_slug>/<loss>_loss.tsv (loss per
+iteration, DVC plot data).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def main() -> None:
     classifier = load_model(best["path"], num_classes=len(classes))
 
     out = stage.fresh_dir(OUT)
-    metrics: dict[str, object] = {}
+    details: dict[str, dict[str, object]] = {}
     timing: dict[str, object] = {}
     for artist in artists:
         slug = paintings[artist][0].slug
@@ -82,7 +84,7 @@ def main() -> None:
             frame.to_csv(target, sep="\t", index=False)
         score = style.attribution(classifier, classes, artist, pairs)
         losses = style.final_losses(pairs)
-        metrics[slug] = {
+        details[slug] = {
             "artist": artist,
             "paintings": [p.path for p in paintings[artist]],
             "losses": losses,
@@ -102,7 +104,8 @@ def main() -> None:
             "" if per_image is None else f", fast {per_image:.2f} s/image",
             score.get("p_artist", score.get("note")),
         )
-    stage.write_json(out / "metrics.json", {"artists": metrics, "iterations": sp.iterations})
+    stage.write_json(out / "metrics.json", {"style": style.headline(details, sp.iterations)})
+    stage.write_json(out / "details.json", {"artists": details, "iterations": sp.iterations})
     stage.write_json(out / "timing.json", timing)
 
 

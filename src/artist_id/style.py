@@ -649,6 +649,32 @@ def pair_probabilities(
 # ---------------------------------------------------------------------------- outputs
 
 
+def headline(details: dict[str, Any], last: int) -> dict[str, float]:
+    """The few numbers a reviewer compares across runs (``metrics.json``).
+
+    Final style, content and TV losses averaged over the artists; over the artists the
+    classifier knows, its mean probability of the style's artist for the photo
+    (``p_artist_photo``), the last Gatys checkpoint (``p_artist_gatys``) and the fast result
+    (``p_artist_fast``), and the share of those results it ranks that artist first
+    (``attributed_*``). Per-artist numbers stay in ``details.json``.
+    """
+    artists = list(details.values())
+    out = {
+        f"{name}_loss": round(float(np.mean([a["losses"][name] for a in artists])), 6)
+        for name in ("style", "content", "tv")
+    }
+    scored = [a["classifier"] for a in artists if a["classifier"]["in_classes"]]
+    columns = {"photo": "photo", "gatys": f"it{last}", "fast": "fast"}
+    for label, column in columns.items():
+        for kind in ("p_artist", "attributed"):
+            values = [c[kind][column] for c in scored if column in c[kind]]
+            if values and not (kind == "attributed" and label == "photo"):
+                out[f"{kind}_{label}"] = round(float(np.mean(values)), 6)
+    return out
+
+
+
+
 def mean_history(pairs: Sequence[Pair]) -> np.ndarray:
     """Losses per iteration averaged over an artist's pairs: ``(iterations + 1, 4)``."""
     return np.mean([p.run.history for p in pairs], axis=0)

@@ -185,3 +185,36 @@ def test_filters_model_must_be_trained() -> None:
     raw["filters"]["model"] = "alexnet"
     with pytest.raises(ConfigError, match=r"filters\.model: 'alexnet' is not one of train\.models"):
         parse_params(raw)
+
+
+def test_headline_metrics_average_over_artists_and_skip_unknown_ones() -> None:
+    def artist(style_loss: float, score: dict[str, Any]) -> dict[str, Any]:
+        return {"losses": {"style": style_loss, "content": 2.0, "tv": 0.5}, "classifier": score}
+
+    known = {
+        "in_classes": True,
+        "p_artist": {"photo": 0.1, "it10": 0.9, "it50": 0.7, "fast": 0.4},
+        "attributed": {"photo": 0.0, "it10": 1.0, "it50": 1.0, "fast": 0.0},
+    }
+    other = {
+        "in_classes": True,
+        "p_artist": {"photo": 0.3, "it10": 0.2, "it50": 0.1, "fast": 0.8},
+        "attributed": {"photo": 0.0, "it10": 0.0, "it50": 0.0, "fast": 1.0},
+    }
+    details = {
+        "A": artist(10.0, known),
+        "B": artist(20.0, other),
+        "C": artist(60.0, {"in_classes": False, "note": "not a class"}),
+    }
+    assert style.headline(details, last=50) == {
+        "style_loss": 30.0,  # (10 + 20 + 60) / 3: losses cover every artist
+        "content_loss": 2.0,
+        "tv_loss": 0.5,
+        "p_artist_photo": 0.2,  # (0.1 + 0.3) / 2: scores only the artists it knows
+        "p_artist_gatys": 0.4,  # the last checkpoint, it50: (0.7 + 0.1) / 2
+        "attributed_gatys": 0.5,
+        "p_artist_fast": 0.6,
+        "attributed_fast": 0.5,
+    }
+    only_unknown = style.headline({"C": details["C"]}, last=50)
+    assert set(only_unknown) == {"style_loss", "content_loss", "tv_loss"}
