@@ -673,8 +673,6 @@ def headline(details: dict[str, Any], last: int) -> dict[str, float]:
     return out
 
 
-
-
 def mean_history(pairs: Sequence[Pair]) -> np.ndarray:
     """Losses per iteration averaged over an artist's pairs: ``(iterations + 1, 4)``."""
     return np.mean([p.run.history for p in pairs], axis=0)
