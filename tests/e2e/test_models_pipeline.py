@@ -151,7 +151,15 @@ def test_a_subset_of_models_trains_and_is_packaged(project: Path) -> None:
     restore(project)
     shutil.rmtree(project / "models" / "zoo")  # as in a fresh clone: no other model on disk
     try:
-        proc = dvc(project, "exp", "run", "-S", "train.models=[style_stats]")
+        proc = dvc(
+            project,
+            "exp",
+            "run",
+            "-S",
+            "train.models=[style_stats]",
+            "-S",
+            "filters.model=style_stats",  # filters reads a model of train.models
+        )
         assert "package" in ran(proc) or "package" in proc.stdout, proc.stdout
         best = json.loads((project / "models/best.json").read_text())
         assert best["model"] == "style_stats"
@@ -168,8 +176,8 @@ def test_a_subset_of_models_trains_and_is_packaged(project: Path) -> None:
 # The README's experiment example and table, run as written.
 README_EXP_RUN = "dvc exp run --temp -S train.style_stats.l2=0.01"
 README_EXP_SHOW = (
-    "dvc exp show --only-changed --drop '.*/|params.yaml|Created|.*accuracy|.*val\\.log_loss'"
-    " --keep 'style_stats.*macro_f1'"
+    "dvc exp show --only-changed --drop '.*/|params.yaml|Created|.*accuracy|.*val\\.log_loss"
+    "|style\\..*' --keep 'style_stats.*macro_f1'"
 )
 
 
@@ -180,7 +188,14 @@ def test_readme_experiment_runs_one_model_and_its_table_fits_160_columns(project
     assert README_EXP_RUN in readme and README_EXP_SHOW in readme
     before = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True)
     proc = dvc(project, *shlex.split(README_EXP_RUN)[1:])
-    assert ran(proc) == {"train@style_stats", "evaluate@style_stats", "leaderboard", "package"}
+    # style scores its results with the best model, which the experiment retrained
+    assert ran(proc) == {
+        "train@style_stats",
+        "evaluate@style_stats",
+        "leaderboard",
+        "package",
+        "style",
+    }
     after = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True)
     assert after.stdout == before.stdout  # --temp: the workspace is untouched
     env = env_for(project, COLUMNS="160")
@@ -230,3 +245,74 @@ def test_imagenet_offline_fails_fast_with_the_file_to_fetch(project: Path, tmp_p
     assert "hed-bsds500" in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("train: ")
+
+
+def test_style_transfer_and_filter_reports(project: Path) -> None:
+    restore(project)
+    assert {"style", "filters"} <= set(project.joinpath(".repro-ran").read_text().split())
+    classes = json.loads((project / "data/processed/classes.json").read_text())
+    style = project / "reports/style"
+    details = json.loads((style / "details.json").read_text())
+    # the sample has none of the deck's painters: the selected classes are the style artists
+    assert {m["artist"] for m in details["artists"].values()} == set(classes["classes"])
+    assert set(details["artists"]) == set(classes["folders"].values())
+    for slug, m in details["artists"].items():
+        assert (style / f"{slug}.png").is_file()
+        [painting] = m["paintings"]
+        stem = Path(painting).stem
+        assert sorted(p.name for p in (style / "results" / slug).iterdir()) == sorted(
+            f"china__{stem}__{name}.png" for name in ("it2", "it4", "fast")
+        )
+        assert set(m["losses"]) == {"total", "style", "content", "tv"}
+        score = m["classifier"]
+        assert score["in_classes"] is True and set(score["p_artist"]) == {
+            "photo",
+            "it2",
+            "it4",
+            "fast",
+        }
+        assert all(0.0 <= v <= 1.0 for v in score["attributed"].values())
+    timing = json.loads((style / "timing.json").read_text())
+    assert all(t["gatys_seconds_per_iteration"] > 0 for t in timing.values())
+    shown = json.loads(dvc(project, "metrics", "show", "--json").stdout)
+    headline = next(iter(shown.values()))["data"]["reports/style/metrics.json"]["data"]
+    assert set(headline["style"]) == {
+        "style_loss",
+        "content_loss",
+        "tv_loss",
+        "p_artist_photo",
+        "p_artist_gatys",
+        "attributed_gatys",
+        "p_artist_fast",
+        "attributed_fast",
+    }
+    plots = json.loads(dvc(project, "plots", "show", "--json", "reports/style/curves").stdout)
+    slug = sorted(details["artists"])[0]
+    assert any(k.endswith(f"reports/style/curves/{slug}/total_loss.tsv") for k in plots["data"])
+
+    summary = json.loads((project / "reports/filters/summary.json").read_text())
+    assert [layer["index"] for layer in summary["layers"]] == [1, 2, 3, 4, 5]
+    assert all(len(layer["filters"]) == 2 for layer in summary["layers"])
+    for name in [f"layer_{k}.png" for k in range(1, 6)] + ["overview.png"]:
+        assert (project / "reports/filters" / name).is_file()
+
+
+def test_unknown_style_artist_stops_the_stage_with_one_line(project: Path) -> None:
+    restore(project)
+    set_params(project, style__artists=["Vincent van Gohg"])
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "stages.style"],
+            cwd=project,
+            env=env_for(project),
+            text=True,
+            capture_output=True,
+            timeout=600,
+        )
+    finally:
+        restore(project)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("style: style.artists: 'Vincent van Gohg' not in the ingested data")
+    assert "known artists: " in last
