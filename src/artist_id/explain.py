@@ -238,7 +238,10 @@ def _softmax_dense(model: Any) -> Any:
 class Explainer:
     """Heat maps for a loaded Keras classifier (see the module docstring for the method)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, *, traced: bool = True) -> None:
+        """``traced``: compile the gradient pass with ``tf.function`` (a server explaining
+        many batches); False runs it eagerly, cheaper for a few one-off calls (tracing the
+        gradient graph of ResNet50 takes seconds)."""
         import keras
         import tensorflow as tf
 
@@ -263,7 +266,7 @@ class Explainer:
             self.layers = (target.name,)
             outputs = [target.output, self.final.input]
         self._graph = keras.Model(model.inputs, outputs, name=f"{model.name}_explain")
-        self._maps = tf.function(self._compute, reduce_retracing=True)
+        self._maps = tf.function(self._compute, reduce_retracing=True) if traced else self._compute
 
     # The traced function: one forward and one backward pass for the whole batch.
     def _compute(self, images: Any, wanted: Any) -> tuple[Any, ...]:
@@ -495,3 +498,67 @@ def plot_overlays(items: Sequence[SheetItem], path: Path, title: str, columns: i
     fig.suptitle(title, fontsize=11)
     fig.savefig(path, dpi=100, metadata={"Software": None})
     return len(items)
+
+
+def pick_examples(
+    y_true: npt.ArrayLike, proba: npt.ArrayLike, mistakes: int, correct_per_class: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Indices to explain: the ``mistakes`` most confident wrong answers (most confident
+    first), and the ``correct_per_class`` most confident right answers of each true class (by
+    class, then confidence). Confidence is the predicted class's probability; ties keep the
+    input order."""
+    t = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(proba, dtype=np.float64)
+    predicted = p.argmax(axis=1)
+    confidence = p.max(axis=1)
+    order = np.argsort(-confidence, kind="stable")
+    wrong = order[t[order] != predicted[order]][: max(mistakes, 0)]
+    right = [
+        order[(t[order] == predicted[order]) & (t[order] == c)][: max(correct_per_class, 0)]
+        for c in range(p.shape[1])
+    ]
+    return wrong.astype(np.int64), np.concatenate([wrong[:0], *right]).astype(np.int64)
+
+
+def explain_sheets(
+    explainer: Explainer,
+    paths: Sequence[str],
+    y_true: npt.ArrayLike,
+    proba: npt.ArrayLike,
+    classes: Sequence[str],
+    out_dir: Path,
+    mistakes: int,
+    correct_per_class: int,
+) -> dict[str, int]:
+    """``explain_mistakes.png`` and ``explain_correct.png`` in ``out_dir``; returns the counts.
+
+    ``paths`` are the model-input images (the augment stage's squares); each overlay explains
+    the predicted class and its title names the true and predicted artists and the layer.
+    """
+    t = np.asarray(y_true, dtype=np.int64)
+    wrong, right = pick_examples(t, proba, mistakes, correct_per_class)
+    chosen = np.concatenate([wrong, right])
+    found: list[Explanation] = []
+    if chosen.size:  # one gradient pass for both sheets
+        x = np.stack([np.asarray(Image.open(paths[i]).convert("RGB"), np.uint8) for i in chosen])
+        found = explainer.explain(x)
+    counts = {}
+    for name, part, what in (
+        ("explain_mistakes", slice(0, wrong.size), "most confident mistakes"),
+        (
+            "explain_correct",
+            slice(wrong.size, None),
+            f"most confident right answers ({correct_per_class} per class)",
+        ),
+    ):
+        items = []
+        for i, e in zip(chosen[part], found[part], strict=True):
+            title = (
+                f"true: {classes[t[i]]}\npred: {classes[e.class_index]} "
+                f"({float(e.probabilities[e.class_index]):.2f})\nmap: {e.layer}"
+            )
+            items.append(SheetItem(paths[i], e, title))
+        counts[name] = plot_overlays(
+            items, out_dir / f"{name}.png", f"Where the model looked ({explainer.method}): {what}"
+        )
+    return counts
