@@ -99,14 +99,12 @@ class Packaged:
 
 
 def _load_keras(path: Path) -> Any:
-    import keras
-
-    import artist_id.models  # noqa: F401  (registers the custom layers for loading)
+    from artist_id.models import ModelFileError, load_model
 
     try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors...
-        raise BatchError(f"cannot load the Keras model {path} (safe mode): {exc}") from exc
+        return load_model(path)
+    except (ModelFileError, OSError) as exc:
+        raise BatchError(str(exc)) from exc
 
 
 def _check(model: Any, classes: Sequence[str], where: str) -> None:

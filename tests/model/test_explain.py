@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 from artist_id import explain
+from artist_id.config import MODEL_NAMES
 from artist_id.models import (
-    MODEL_NAMES,
     ModelSpec,
     adapt_head_normalization,
     build_model,
+    load_model,
+    save_model,
     split_trunk_head,
 )
 
@@ -24,8 +26,8 @@ SQUARE = 12
 def reload(model: keras.Model, tmp_path: Path) -> keras.Model:
     """Through a .keras file and back (safe mode), as the service and evaluate load it."""
     path = tmp_path / "model.keras"
-    model.save(path)
-    return keras.models.load_model(path, compile=False, safe_mode=True)
+    save_model(model, path)
+    return load_model(path)
 
 
 def squares(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:

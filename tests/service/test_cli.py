@@ -9,7 +9,6 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -30,11 +29,9 @@ from tests.service.helpers import (
 
 def expected_proba(project: Project, data: bytes) -> np.ndarray:
     """What the packaged model says, computed directly: decode, fit_square, model.predict."""
-    import artist_id.models  # noqa: F401
+    from artist_id.models import load_model
 
-    model = keras.models.load_model(
-        project.root / "models" / "cnn_small" / "model.keras", compile=False, safe_mode=True
-    )
+    model = load_model(project.root / "models" / "best" / "model.keras")
     square = images.fit_square(images.decode_bytes(data).image, SIZE)
     return np.asarray(model.predict(np.asarray(square, "float32")[None], verbose=0))[0]
 
@@ -181,7 +178,7 @@ def test_usage_errors_exit_2(
 def test_a_keras_file_with_its_labels(
     project: Project, inputs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    keras_file = project.root / "models" / "cnn_small" / "model.keras"
+    keras_file = project.root / "models" / "best" / "model.keras"
     labels = project.root / "data" / "processed" / "classes.json"
     good = inputs["folder"] / "a.jpg"
     code, out, _ = run(
