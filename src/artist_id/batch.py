@@ -34,13 +34,13 @@ import numpy as np
 import numpy.typing as npt
 
 from artist_id import images
-from artist_id.packaging import (
+from artist_id.packaging import PackagingError, exported_tag
+from artist_id.serving_metadata import (
     METADATA_FILE,
     MODEL_FILE,
     MODEL_NAME,
-    PackagingError,
+    MetadataError,
     ServingMetadata,
-    exported_tag,
 )
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def _check(model: Any, classes: Sequence[str], where: str) -> None:
 def _meta_from_json(text: str, where: str) -> ServingMetadata:
     try:
         return ServingMetadata.from_json(json.loads(text))
-    except (ValueError, KeyError, TypeError, PackagingError) as exc:
+    except (ValueError, KeyError, TypeError, MetadataError) as exc:
         raise BatchError(f"{where} is not a valid {METADATA_FILE}: {exc}") from exc
 
 
@@ -231,10 +231,14 @@ class Item:
     path: Path
     member: str | None = None  # inside the zip archive ``path``
 
-    def decode(self, limits: images.DecodeLimits) -> images.Decoded:
-        """Decode with the safe decoder; raises only :class:`~artist_id.images.ImageError`."""
+    def decode(self, limits: images.DecodeLimits, min_side: int | None = None) -> images.Decoded:
+        """Decode with the safe decoder; raises only :class:`~artist_id.images.ImageError`.
+
+        ``min_side``: decode at a reduced scale keeping the shorter side at least this long
+        (see :func:`artist_id.images.open_bytes`).
+        """
         if self.member is None:
-            return images.decode_file(self.path, limits)
+            return images.decode_file(self.path, limits, min_side=min_side)
         try:
             with zipfile.ZipFile(self.path) as archive:
                 info = archive.getinfo(self.member)
@@ -249,7 +253,7 @@ class Item:
             raise
         except (OSError, zipfile.BadZipFile, KeyError, RuntimeError, EOFError) as exc:
             raise images.ImageError("decode_error", f"cannot read from the archive: {exc}") from exc
-        return images.decode_bytes(data, limits)
+        return images.decode_bytes(data, limits, min_side=min_side)
 
 
 @dataclass(frozen=True)
@@ -314,8 +318,13 @@ def collect(paths: Sequence[Path]) -> tuple[list[Item], list[Result]]:
 # ------------------------------------------------------------------------------- inference
 
 
+DECODE_MARGIN = 2
+"""Decode at a reduced scale (JPEG draft mode) whose shorter side is at least this many times
+the model's input, as the service does (:data:`artist_id.predictor.DECODE_MARGIN`)."""
+
+
 def _prepare(item: Item, limits: images.DecodeLimits, size: int) -> npt.NDArray[np.uint8]:
-    decoded = images.decode_file(item.path, limits) if item.member is None else item.decode(limits)
+    decoded = item.decode(limits, min_side=DECODE_MARGIN * size)
     return np.asarray(images.fit_square(decoded.image, size), dtype=np.uint8)
 
 

@@ -28,11 +28,12 @@ from tests.service.helpers import (
 
 
 def expected_proba(project: Project, data: bytes) -> np.ndarray:
-    """What the packaged model says, computed directly: decode, fit_square, model.predict."""
+    """What the packaged model says, computed directly: decode (at twice the input, as the
+    command and the service do), fit_square, model.predict."""
     from artist_id.models import load_model
 
     model = load_model(project.root / "models" / "best" / "model.keras")
-    square = images.fit_square(images.decode_bytes(data).image, SIZE)
+    square = images.fit_square(images.decode_bytes(data, min_side=2 * SIZE).image, SIZE)
     return np.asarray(model.predict(np.asarray(square, "float32")[None], verbose=0))[0]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -12,8 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from artist_id import explain, service
-from artist_id.service import ArtistIDBase, RequestError, Upload
+from artist_id import explain, predictor
+from artist_id import serving_metadata as sm
+from artist_id.api import RequestError
+from artist_id.predictor import Predictor
 from tests.service.helpers import (
     CLASSES,
     SIZE,
@@ -92,40 +95,40 @@ def test_the_page_is_served_at_the_root_with_its_files(client: Any) -> None:
         assert f"ui/{asset}" in html
     assert client.get("/ui/service.py").status_code == 404
     assert client.get("/ui/..%2Fservice.py").status_code == 404
+    assert client.get("/ui/index.html").status_code == 404
 
 
-def test_the_api_docs_moved_to_docs(client: Any) -> None:
-    r = client.get("/docs")
-    assert r.status_code == 200 and "swagger" in r.text.lower()
-    assert client.get("/docs.json").status_code == 200
+def test_the_api_docs_stay_at_docs_and_list_explain(client: Any) -> None:
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/docs.json").json()["paths"]
+    assert "504" in paths["/explain"]["post"]["responses"]
+    assert "image/png" in paths["/explain"]["post"]["responses"]["200"]["content"]
 
 
 # ------------------------------------------------------------- the cap, logic direct
 
 
-class SlowExplainer(ArtistIDBase):
+class SlowExplainer(Predictor):
     """The entry logic with a model that answers at once and explanations that block."""
 
     def __init__(self, release: anyio.Event) -> None:
-        from artist_id import packaging as pk
-
-        infos = tuple(pk.ArtistInfo(c, "g", "n", "y") for c in CLASSES)
-        meta = pk.ServingMetadata(
+        infos = tuple(sm.ArtistInfo(c, "g", "n", "y") for c in CLASSES)
+        meta = sm.ServingMetadata(
             model="m",
             image_size=SIZE,
             classes=infos,
-            unknown=pk.UnknownThreshold(0.5, 0.9, 0.9, 0.5, 10, True),
+            unknown=sm.UnknownThreshold(0.5, 0.9, 0.9, 0.5, 10, True),
             metrics={},
-            limits=pk.Limits(1_000_000, 1_000_000, ("JPEG",), 2_000_000, 2),
+            limits=sm.Limits(1_000_000, 1_000_000, ("JPEG",), 2_000_000, 2, 5.0, 1_000_000),
             default_top_k=3,
         )
-        self._setup(meta, "artist-id:abc")
+        self.setup(meta, "artist-id:abc")
         self.release = release
 
     async def classify(self, batch: np.ndarray) -> np.ndarray:
         return np.tile(np.array([[0.1, 0.7, 0.2]], np.float32), (len(batch), 1))
 
-    async def explain_info(self) -> dict[str, Any]:
+    async def describe_explainer(self) -> dict[str, Any]:
         return {"method": explain.GRAD_CAM, "layers": ["conv"]}
 
     async def explain_packed(self, batch: np.ndarray) -> np.ndarray:
@@ -140,52 +143,62 @@ class SlowExplainer(ArtistIDBase):
         ).pack()
 
 
-def test_explanations_beyond_the_cap_get_429_while_predictions_go_on(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(service, "EXPLAIN_QUEUE_SECONDS", 0.3)
+@pytest.fixture
+def upload(tmp_path: Path) -> Path:
+    path = tmp_path / "upload"
+    path.write_bytes(JPEG)
+    return path
 
-    async def scenario() -> tuple[list[Any], list[str]]:
+
+def test_explanations_beyond_the_cap_get_429_while_predictions_go_on(
+    monkeypatch: pytest.MonkeyPatch, upload: Path
+) -> None:
+    monkeypatch.setattr(predictor, "EXPLAIN_QUEUE_SECONDS", 0.3)
+
+    async def scenario() -> tuple[list[Any], list[str | None]]:
         release = anyio.Event()
         svc = SlowExplainer(release)
         outcomes: list[Any] = []
 
         async def one_explanation() -> None:
             try:
-                answer, _ = await svc.explain_upload(Upload([("image", JPEG)], None))
-                outcomes.append(answer["explanation"]["artist"])
+                answer, png = await svc.explain_file(upload, None)
+                assert png.startswith(b"\x89PNG")
+                outcomes.append(answer.explanation.artist)
             except RequestError as exc:
                 outcomes.append(exc.status)
 
-        predicted: list[str] = []
+        predicted: list[str | None] = []
         async with anyio.create_task_group() as tg:
-            for _ in range(service.EXPLAIN_MAX_IN_FLIGHT + 2):
+            for _ in range(predictor.EXPLAIN_MAX_IN_FLIGHT + 2):
                 tg.start_soon(one_explanation)
             await anyio.sleep(0.6)  # the two beyond the cap have given up by now
             for _ in range(3):  # while the admitted explanations still block
-                (answer,) = await svc.predict_upload(Upload([("image", JPEG)], None))
-                predicted.append(answer["artist"])
+                (answer,) = await svc.predict_files([upload], None)
+                predicted.append(answer.artist)
             release.set()
         return outcomes, predicted
 
     outcomes, predicted = anyio.run(scenario)
     assert predicted == ["Pablo Picasso"] * 3
     assert sorted(outcomes, key=str) == sorted(
-        [429, 429] + ["Pablo Picasso"] * service.EXPLAIN_MAX_IN_FLIGHT, key=str
+        [429, 429] + ["Pablo Picasso"] * predictor.EXPLAIN_MAX_IN_FLIGHT, key=str
     )
 
 
-def test_an_explanation_over_its_timeout_is_a_504(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(service, "EXPLAIN_TIMEOUT", 0.2)
+def test_an_explanation_over_its_timeout_is_a_504(
+    monkeypatch: pytest.MonkeyPatch, upload: Path
+) -> None:
+    monkeypatch.setattr(predictor, "EXPLAIN_TIMEOUT", 0.2)
 
     async def scenario() -> int:
         svc = SlowExplainer(anyio.Event())  # never released
         try:
-            await svc.explain_upload(Upload([("image", JPEG)], None))
+            await svc.explain_file(upload, None)
         except RequestError as exc:
             assert exc.error == "explain_timeout"
             # the slot is given back: the cap does not shrink with each timeout
-            assert svc.explain_slots.value == service.EXPLAIN_MAX_IN_FLIGHT
+            assert svc.explain_slots.value == predictor.EXPLAIN_MAX_IN_FLIGHT
             return exc.status
         return 200
 
