@@ -4,7 +4,7 @@ the system chromedriver) against ``bentoml serve`` of the built Bento.
 Nothing is downloaded: the driver path is given (Selenium Manager is not consulted) and
 SE_OFFLINE keeps it offline anyway. Without the browser the test skips with the install line,
 except under CI (``CI`` set), where it fails: ``.ci/run`` installs it.
-Screenshots go to the test's output folder (pytest's tmp_path, printed with ``-s``).
+Screenshots go to ``build/test-output/web/`` (git-ignored), where a person can look at them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.browser import OUTPUT
 from tests.service.helpers import REAL_IMAGES, Server, encode, painting
 
 pytestmark = pytest.mark.slow
@@ -134,7 +135,9 @@ def test_the_page_answers_like_the_api_and_shows_its_errors(
     assert heatmap.get_attribute("src").startswith("data:image/png;base64,")
     assert browser.execute_script("return arguments[0].naturalWidth", heatmap) == 384
     assert "brighter a region" in heatmap.get_attribute("alt")
-    browser.save_screenshot(str(tmp_path / "answer.png"))
+    shots = OUTPUT / "web"
+    shots.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(shots / "answer.png"))
 
     # Not an image: the page shows the API's own message.
     text_file = tmp_path / "notes.jpg"
@@ -151,5 +154,5 @@ def test_the_page_answers_like_the_api_and_shows_its_errors(
     assert refused.json()["detail"] in error_text
     assert refused.json()["error"] in error_text
     assert not browser.find_element(By.ID, "result").is_displayed()
-    browser.save_screenshot(str(tmp_path / "error.png"))
-    print(f"\nscreenshots: {tmp_path / 'answer.png'} {tmp_path / 'error.png'}")
+    browser.save_screenshot(str(shots / "error.png"))
+    print(f"\nscreenshots: {shots / 'answer.png'} {shots / 'error.png'}")
