@@ -6,7 +6,8 @@ names are unique across models and `dvc exp show` needs no file paths in its col
 details.json (everything else: per-class report, weighted F1, top-2, n, majority baseline),
 confusion.json (DVC ``confusion`` template, test set), predictions.csv (per-image
 probabilities, val and test) and figures/ (normalised confusion matrix, misclassified test
-images, learning curves).
+images, learning curves, and heat maps of where the model looked for its most confident
+mistakes and right answers).
 """
 
 from __future__ import annotations
@@ -81,12 +82,24 @@ def main() -> None:
         figures / "misclassified.png",
         max_images=params.evaluate.misclassified,
     )
+    from artist_id import explain
+
+    explained = explain.explain_sheets(
+        explain.Explainer(model, traced=False),  # a single call: tracing would cost more
+        data.paths,
+        data.labels,
+        proba,
+        classes,
+        figures,
+        mistakes=params.evaluate.explain_mistakes,
+        correct_per_class=params.evaluate.explain_correct,
+    )
     history = ev.read_dvclive_history(Path("reports/train") / name)
     ev.plot_learning_curves(history, figures / "learning_curves.png", title=f"{name}: training")
     val = results["val"][2]
     log.info(
         "%s: val macro-F1 %.3f | test macro-F1 %.3f, balanced acc %.3f, acc %.3f "
-        "(majority baseline macro-F1 %.3f) | %d misclassified shown",
+        "(majority baseline macro-F1 %.3f) | %d misclassified shown, %d heat maps",
         name,
         val["macro_f1"],
         metrics["macro_f1"],
@@ -94,6 +107,7 @@ def main() -> None:
         metrics["accuracy"],
         metrics["majority_baseline"]["macro_f1"],
         shown,
+        sum(explained.values()),
     )
 
 

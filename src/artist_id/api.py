@@ -25,6 +25,8 @@ the HTTP behaviour can be read, tested and kept when BentoML changes:
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
@@ -40,7 +42,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 log = logging.getLogger("artist_id.api")
@@ -83,6 +85,7 @@ ERRORS: Mapping[str, tuple[int, str]] = {
     "too_many_requests": (429, "the server is at its concurrency limit; retry later"),
     "internal_error": (500, "an unexpected error; see the server log"),
     "not_ready": (503, "the service is starting"),
+    "explain_timeout": (504, "the explanation took longer than its timeout"),
 }
 """Every error code the service answers, with its HTTP status and meaning."""
 
@@ -159,6 +162,38 @@ class Answer(BaseModel):
 _ERROR_ENUM: dict[str, Any] = {"enum": sorted(ERRORS)}
 
 
+class OverlayImage(BaseModel):
+    media_type: str = Field(description="image/png")
+    width: int
+    height: int
+    base64: str = Field(description="the PNG file, base64-encoded")
+
+
+class Explanation(BaseModel):
+    """Where the model looked for one artist (artist_id.explain)."""
+
+    artist: str = Field(description="the artist explained: the best guess, even when unknown")
+    probability: float = Field(ge=0.0, le=1.0)
+    method: str = Field(description="grad-cam, or hires-cam for style_stats")
+    layer: str = Field(description="the layer the heat map comes from")
+    layer_contributions: dict[str, float] = Field(
+        description="style_stats: each tapped layer's share of the class score (logit) "
+        "against the training mean; the map comes from the largest. Empty otherwise."
+    )
+    peak: dict[str, float] = Field(
+        description="x, y of the hottest point, as fractions of the centred square"
+    )
+    image: OverlayImage | None = Field(
+        default=None, description="the heat map over the centred square the model sees"
+    )
+
+
+class ExplainedAnswer(Answer):
+    """The answer of /predict plus where the model looked."""
+
+    explanation: Explanation
+
+
 class ErrorBody(BaseModel):
     """The body of every 4xx/5xx answer of this project's routes."""
 
@@ -226,13 +261,23 @@ class UploadEndpoint:
     batch: bool  # several images (up to Limits.max_images) or exactly one
     summary: str
     response: type[BaseModel] = Answer
+    extra_statuses: tuple[int, ...] = ()  # error statuses beyond those of every upload route
 
 
 PREDICT = UploadEndpoint("/predict", "image", False, "Which artist painted this image?")
 PREDICT_BATCH = UploadEndpoint(
     "/predict_batch", "images", True, "Several images in one request; answers in order"
 )
-UPLOAD_ENDPOINTS: tuple[UploadEndpoint, ...] = (PREDICT, PREDICT_BATCH)
+EXPLAIN = UploadEndpoint(
+    "/explain",
+    "image",
+    False,
+    "The answer of /predict plus a heat map of where the model looked (JSON with a base64 "
+    "PNG, or the PNG itself with Accept: image/png)",
+    ExplainedAnswer,
+    (504,),
+)
+UPLOAD_ENDPOINTS: tuple[UploadEndpoint, ...] = (PREDICT, PREDICT_BATCH, EXPLAIN)
 
 
 @dataclass
@@ -743,7 +788,7 @@ def _binary(description: str) -> dict[str, Any]:
 def _schemas() -> dict[str, Any]:
     """Component schemas of every wire model (JSON Schema 2020-12, as OpenAPI 3.1 takes)."""
     schemas: dict[str, Any] = {}
-    for model in (Answer, ErrorBody, Metadata):
+    for model in (Answer, ExplainedAnswer, ErrorBody, Metadata):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -778,9 +823,10 @@ def openapi_document(
         "maximum": max(settings.max_top_k, 1),
         "description": "number of artists in top_k (default: the packaged value)",
     }
-    upload_errors = _error_responses([400, 405, 408, 413, 415, 422, 429, 500, 503])
+    upload_statuses = [400, 405, 408, 413, 415, 422, 429, 500, 503]
     paths: dict[str, Any] = {}
     for ep in UPLOAD_ENDPOINTS:
+        upload_errors = _error_responses(sorted({*upload_statuses, *ep.extra_statuses}))
         files: dict[str, Any] = _binary("the image (JPEG, PNG or WEBP); a URL is refused")
         if ep.batch:
             files = {"type": "array", "items": files, "minItems": 1}
@@ -821,7 +867,14 @@ def openapi_document(
                 "responses": {
                     "200": {
                         "description": "one answer" if not ep.batch else "one answer per image",
-                        "content": {"application/json": {"schema": response_schema}},
+                        "content": {
+                            "application/json": {"schema": response_schema},
+                            **(
+                                {"image/png": {"schema": _binary("the overlay")}}
+                                if ep is EXPLAIN
+                                else {}
+                            ),
+                        },
                     },
                     **upload_errors,
                 },
@@ -886,6 +939,43 @@ window.ui = SwaggerUIBundle({
 """
 
 
+# ----------------------------------------------------------------------------- web page
+
+WEB_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+WEB_HEADERS = {
+    # Nothing loads from anywhere but this server; no inline scripts or styles.
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+@functools.cache
+def web_file(name: str) -> bytes:
+    """A file of the page (package data ``artist_id/web``, also in the Bento), read once."""
+    return (importlib.resources.files("artist_id") / "web" / name).read_bytes()
+
+
+def web_response(name: str) -> Response:
+    if name not in WEB_FILES:
+        return error_response("bad_request", f"no such file: {name[:60]!r}")
+    return Response(web_file(name), media_type=WEB_FILES[name], headers=WEB_HEADERS)
+
+
+def wants_png(accept: str) -> bool:
+    """True when an ``Accept`` header asks for ``image/png`` before (or without) JSON."""
+    kinds = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    if "image/png" not in kinds:
+        return False
+    return "application/json" not in kinds or kinds.index("image/png") < kinds.index(
+        "application/json"
+    )
+
+
 def make_app(
     metadata: Callable[[], dict[str, Any]], openapi: Callable[[], dict[str, Any]]
 ) -> Starlette:
@@ -901,8 +991,18 @@ def make_app(
         return HTMLResponse(DOCS_HTML)
 
     async def index_route(request: Request) -> Response:
-        # BentoML's own index page loads Google Tag Manager: send visitors to ours instead.
-        return RedirectResponse("/docs", status_code=307)
+        # The web page (artist_id/web), in place of BentoML's index (which loads Google Tag
+        # Manager); the API docs are at /docs.
+        return web_response("index.html")
+
+    async def asset_route(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name == "index.html" or name not in WEB_FILES:
+            return JSONResponse(
+                {"error": "bad_request", "detail": f"no such file: {name[:60]!r}"},
+                status_code=404,
+            )
+        return web_response(name)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -915,6 +1015,7 @@ def make_app(
             Route("/docs.json", openapi_route, methods=["GET"]),
             Route("/docs", docs_route, methods=["GET"]),
             Route("/", index_route, methods=["GET"]),
+            Route("/ui/{name}", asset_route, methods=["GET"]),
         ],
         exception_handlers={HTTPException: http_error},
     )

@@ -143,6 +143,8 @@ class TrainParams:
 @dataclass(frozen=True)
 class EvaluateParams:
     misclassified: int
+    explain_mistakes: int  # heat-map overlays of the most confident test mistakes
+    explain_correct: int  # ... and of the most confident right answers, per class
 
 
 @dataclass(frozen=True)
@@ -398,6 +400,10 @@ def _check_ranges(p: Params) -> None:
         "select: val_fraction and test_fraction must be in (0, 1) and sum to less than 1",
     )
     need(p.augment.copies >= 0, "augment.copies must be >= 0")
+    need(
+        p.evaluate.explain_mistakes >= 0 and p.evaluate.explain_correct >= 0,
+        "evaluate.explain_mistakes and evaluate.explain_correct must be >= 0",
+    )
     need(len(p.train.models) >= 1, "train.models needs at least one model")
     for name in p.train.models:
         if name not in MODEL_NAMES:

@@ -20,8 +20,16 @@ from typing import Any
 import anyio
 import numpy as np
 
-from artist_id import images
-from artist_id.api import Answer, ArtistScore, ModelRef, RequestError, top_k_error
+from artist_id import explain, images
+from artist_id.api import (
+    Answer,
+    ArtistScore,
+    ExplainedAnswer,
+    Explanation,
+    ModelRef,
+    RequestError,
+    top_k_error,
+)
 from artist_id.serving_metadata import ServingMetadata
 
 log = logging.getLogger("artist_id.predictor")
@@ -30,6 +38,11 @@ DECODE_THREADS = 2  # decodes run at once at most (CPU-bound; more threads only 
 DECODE_MARGIN = 2
 """Images are decoded with their shorter side at least this many times the model's input, so
 that the final LANCZOS resize still has real detail to filter (as from a full decode)."""
+
+# /explain: a backward pass costs several predictions, so it has its own budget.
+EXPLAIN_MAX_IN_FLIGHT = 2  # explanations computed at once (beyond: wait, then 429)
+EXPLAIN_QUEUE_SECONDS = 10.0  # wait for a free slot at most this long, then 429
+EXPLAIN_TIMEOUT = 30.0  # seconds for one explanation once admitted, then 504
 
 
 class PixelBudget:
@@ -103,8 +116,18 @@ class Predictor:
         self.min_side = DECODE_MARGIN * meta.image_size if scaled_decode else None
         self.budget = PixelBudget(meta.limits.pixel_budget if scaled_decode else 2**62)
         self.threads = anyio.CapacityLimiter(DECODE_THREADS)
+        self.explain_slots = anyio.Semaphore(EXPLAIN_MAX_IN_FLIGHT)
+        self._explain_info: dict[str, Any] | None = None
 
     async def classify(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def explain_packed(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover
+        """Packed :class:`~artist_id.explain.ExplanationBatch` rows (the explainer service)."""
+        raise NotImplementedError
+
+    async def describe_explainer(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        """The explainer's ``method`` and ``layers`` (see :meth:`Explainer.describe`)."""
         raise NotImplementedError
 
     # ---- input
@@ -151,6 +174,79 @@ class Predictor:
         arrays = [await self.prepare(name, path) for name, path in zip(names, paths, strict=True)]
         proba = await self.classify(np.stack(arrays))
         return [self.answer(row, k) for row in proba]
+
+    # ---- explanations
+
+    def _open_for_overlay(self, path: Path) -> images.PendingDecode:
+        min_side = None if self.min_side is None else max(self.min_side, explain.OVERLAY_SIZE)
+        try:
+            return images.open_bytes(path.read_bytes(), self.limits, min_side=min_side)
+        except (OSError, images.ImageError) as exc:  # it decoded a moment ago
+            raise RequestError("decode_error", f"image: {exc}") from None
+
+    def _draw(self, pending: images.PendingDecode, found: explain.Explanation) -> bytes:
+        try:
+            decoded = pending.decode()
+        except images.ImageError as exc:
+            raise RequestError(exc.reason, f"image: {exc}") from None
+        return explain.png_bytes(explain.overlay(decoded.image, found.heatmap))
+
+    async def overlay_png(self, path: Path, found: explain.Explanation) -> bytes:
+        """The heat map over the upload (decoded again, at the overlay's scale, under the
+        pixel budget), as PNG."""
+        pending = await anyio.to_thread.run_sync(self._open_for_overlay, path, limiter=self.threads)
+        with pending:
+            async with self.budget.hold(pending.pixels):
+                return await anyio.to_thread.run_sync(
+                    self._draw, pending, found, limiter=self.threads
+                )
+
+    async def explain_file(self, path: Path, top_k: int | None) -> tuple[ExplainedAnswer, bytes]:
+        """The answer for one upload plus where the model looked, and the overlay PNG.
+
+        The model input is decoded exactly as for /predict. At most EXPLAIN_MAX_IN_FLIGHT
+        explanations run at once: a request waits EXPLAIN_QUEUE_SECONDS for a slot (429 after
+        that), then has EXPLAIN_TIMEOUT seconds (504 after that).
+        """
+        k = self.top_k(top_k)
+        batch = (await self.prepare("image", path))[None]
+        with anyio.move_on_after(EXPLAIN_QUEUE_SECONDS) as waiting:
+            await self.explain_slots.acquire()
+        if waiting.cancelled_caught:
+            raise RequestError(
+                "too_many_requests",
+                f"{EXPLAIN_MAX_IN_FLIGHT} explanations are being computed and others wait; "
+                "retry in a few seconds (/predict is not affected)",
+            )
+        try:
+            with anyio.fail_after(EXPLAIN_TIMEOUT):
+                if self._explain_info is None:
+                    self._explain_info = dict(await self.describe_explainer())
+                packed = await self.explain_packed(batch)
+        except TimeoutError:
+            raise RequestError(
+                "explain_timeout", f"the explanation took over {EXPLAIN_TIMEOUT:g} s"
+            ) from None
+        finally:
+            self.explain_slots.release()
+        info = self._explain_info
+        found = explain.ExplanationBatch.unpack(
+            packed, len(self.meta.classes), len(info["layers"]), self.meta.image_size
+        ).explanations(info["layers"], info["method"])[0]
+        png = await self.overlay_png(path, found)
+        x, y = found.peak
+        answer = ExplainedAnswer(
+            **self.answer(found.probabilities, k).model_dump(),
+            explanation=Explanation(
+                artist=self.meta.classes[found.class_index].artist,
+                probability=round(float(found.probabilities[found.class_index]), 6),
+                method=found.method,
+                layer=found.layer,
+                layer_contributions=found.contributions,
+                peak={"x": round(x, 4), "y": round(y, 4)},
+            ),
+        )
+        return answer, png
 
     # ---- output
 

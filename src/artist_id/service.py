@@ -6,9 +6,16 @@ Two BentoML services, one process each under ``bentoml serve``:
   Keras model (``safe_mode=True``) and exposes one batchable API, ``classify`` (uint8 images
   -> probabilities). BentoML's adaptive batching merges concurrent calls into one
   ``predict_on_batch``. It listens only on a private Unix socket of the entry service.
+- :class:`ArtistExplainer` (internal) holds a second copy of the model for ``/explain``: heat
+  maps of where the model looked (:mod:`artist_id.explain`), batched up to
+  ``EXPLAIN_MAX_BATCH``. A process of its own, on ``EXPLAIN_THREADS`` TensorFlow thread(s), so
+  that explanations (a backward pass, several times the cost of a prediction) never queue in
+  front of ``classify`` and leave it a core; the entry admits at most
+  ``predictor.EXPLAIN_MAX_IN_FLIGHT`` at once (429 beyond) and gives each
+  ``predictor.EXPLAIN_TIMEOUT`` seconds (504).
 - :class:`ArtistID` (entry, port 3000) declares the public API as ``@bentoml.api`` methods,
-  ``predict`` and ``predict_batch`` (so BentoML's own clients, ``/schema.json`` and the
-  OpenAPI document see them), decodes the uploads and builds the answers
+  ``predict``, ``predict_batch`` and ``explain`` (so BentoML's own clients, ``/schema.json``
+  and the OpenAPI document see them), decodes the uploads and builds the answers
   (:class:`artist_id.predictor.Predictor`), and asks ``classify`` for probabilities.
 
 The HTTP layer lives in :mod:`artist_id.api` (no BentoML in it): the request guard in front of
@@ -23,10 +30,12 @@ package stage exports); set ``ARTIST_ID_MODEL_TAG`` to serve another version.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import bentoml
 import numpy as np
@@ -35,6 +44,7 @@ from pydantic import Field
 from starlette.responses import Response
 
 from artist_id import api
+from artist_id.explain import OVERLAY_SIZE
 from artist_id.predictor import Predictor
 from artist_id.serving_metadata import METADATA_FILE, MODEL_FILE, MODEL_NAME, load_metadata
 
@@ -42,6 +52,8 @@ log = logging.getLogger("artist_id.service")
 
 MODEL_TAG = os.environ.get("ARTIST_ID_MODEL_TAG", f"{MODEL_NAME}:latest")
 MAX_BATCH = 32  # images per model call after adaptive batching
+EXPLAIN_MAX_BATCH = 4  # images per explainer call after adaptive batching
+EXPLAIN_THREADS = 1  # CPU threads of the explainer's TensorFlow: the other cores stay free
 REQUEST_TIMEOUT_S = 60  # BentoML's traffic timeout: the whole request, body included (504)
 # Benchmark baseline only: decode uploads at full size with no pixel budget (bench/uploads.py).
 FULL_DECODE = os.environ.get("ARTIST_ID_FULL_DECODE") == "1"
@@ -152,6 +164,55 @@ class ArtistModel:
         return np.asarray(proba, dtype=np.float32)
 
 
+@bentoml.service(
+    name="artist_id_explainer",
+    workers=1,
+    threads=1,
+    traffic={"timeout": REQUEST_TIMEOUT_S},
+    runner_connection=RUNNER_CONNECTION,
+)
+class ArtistExplainer:
+    """Heat maps of where the model looked; internal (reached only by :class:`ArtistID`)."""
+
+    bento_model = BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        import tensorflow as tf
+
+        from artist_id.explain import Explainer
+        from artist_id.models import load_model
+
+        try:  # possible only before TensorFlow runs its first op (true in its own process)
+            tf.config.threading.set_intra_op_parallelism_threads(EXPLAIN_THREADS)
+            tf.config.threading.set_inter_op_parallelism_threads(EXPLAIN_THREADS)
+        except RuntimeError:
+            log.info("TensorFlow already started in this process: explainer threads not capped")
+        meta = load_metadata(self.bento_model.path_of(METADATA_FILE))
+        size = meta.image_size
+        model = load_model(
+            self.bento_model.path_of(MODEL_FILE), image_size=size, num_classes=len(meta.classes)
+        )
+        self.explainer = Explainer(model)
+        for n in (1, 2):  # trace the gradient pass now, not on the first requests
+            self.explainer.explain_array(np.zeros((n, size, size, 3), dtype=np.uint8))
+        log.info("explainer ready: %s on %s", self.explainer.method, self.explainer.layers)
+
+    @bentoml.api(batchable=True, max_batch_size=EXPLAIN_MAX_BATCH, max_latency_ms=10_000)
+    def explain(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 RGB images ``(n, size, size, 3)`` -> packed ExplanationBatch rows."""
+        size = self.explainer.size
+        if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[1:] != (size, size, 3):
+            raise ValueError(
+                f"expected uint8 (n, {size}, {size}, 3), got {batch.dtype} {batch.shape}"
+            )
+        return self.explainer.explain_array(batch)
+
+    @bentoml.api
+    def describe(self) -> dict[str, Any]:
+        """Method, layers and sizes: what unpacking :meth:`explain`'s rows needs."""
+        return self.explainer.describe()
+
+
 # ============================================================================ entry service
 
 
@@ -168,6 +229,7 @@ class ArtistID(Predictor):
 
     bento_model = BentoModel(MODEL_TAG)
     model_service = bentoml.depends(ArtistModel)
+    explainer_service = bentoml.depends(ArtistExplainer)
 
     def __init__(self) -> None:
         meta = load_metadata(self.bento_model.path_of(METADATA_FILE))
@@ -189,6 +251,13 @@ class ArtistID(Predictor):
         # A RemoteProxy under `bentoml serve` (adaptive batching happens there), a local
         # ArtistModel instance in-process; both expose to_async.
         return await call_model(self.model_service, batch)
+
+    async def explain_packed(self, batch: np.ndarray) -> np.ndarray:
+        result = await self.explainer_service.to_async.explain(batch)
+        return np.asarray(result, dtype=np.float32)
+
+    async def describe_explainer(self) -> dict[str, Any]:
+        return dict(await self.explainer_service.to_async.describe())
 
     async def _answer(self, paths: list[Path], top_k: int | None) -> list[api.Answer] | Response:
         try:
@@ -215,6 +284,45 @@ class ArtistID(Predictor):
         if len(images) > GUARD.max_images:  # the guard refuses it first over HTTP
             return error_answer(api.too_many_images(api.PREDICT_BATCH, GUARD))  # type: ignore[return-value]
         return await self._answer(images, top_k)  # type: ignore[return-value]
+
+    @bentoml.api(route=api.EXPLAIN.path)
+    async def explain(
+        self, image: Path, ctx: bentoml.Context, top_k: TopK = None
+    ) -> api.ExplainedAnswer:
+        """The answer of /predict plus where the model looked: a heat map over the picture
+        (base64 PNG in JSON, or the PNG itself with ``Accept: image/png``)."""
+        try:
+            answer, png = await self.explain_file(image, top_k)
+        except Exception as exc:
+            if isinstance(exc, api.RequestError):
+                log.info("refused: %s %s (%s)", exc.status, exc.error, exc.detail)
+                error = exc
+            else:
+                log.exception("unexpected error")
+                error = api.RequestError("internal_error", "an unexpected error occurred")
+            # With a Context parameter BentoML sends ctx.response's status, not the Response's.
+            ctx.response.status_code = error.status
+            if error.status == 429:
+                ctx.response.metadata["Retry-After"] = "5"
+            return error_answer(error)  # type: ignore[return-value]
+        if api.wants_png(ctx.request.headers.get("accept", "")):
+            ex = answer.explanation
+            return Response(  # type: ignore[return-value]
+                png,
+                media_type="image/png",
+                headers={
+                    "X-Explained-Artist": quote(ex.artist),  # percent-encoded UTF-8
+                    "X-Explanation-Method": ex.method,
+                    "X-Explanation-Layer": ex.layer,
+                },
+            )
+        answer.explanation.image = api.OverlayImage(
+            media_type="image/png",
+            width=OVERLAY_SIZE,
+            height=OVERLAY_SIZE,
+            base64=base64.b64encode(png).decode("ascii"),
+        )
+        return answer
 
 
 def _current() -> ArtistID:

@@ -65,7 +65,13 @@ def test_every_model_is_trained_evaluated_and_ranked(project: Path) -> None:
         )
         assert details["test"]["macro_f1"] == data[m]["test"]["macro_f1"]
         assert f"reports/train/{m}/metrics.json" not in files  # a report, not a metric
-        for fig in ("confusion.png", "misclassified.png", "learning_curves.png"):
+        for fig in (
+            "confusion.png",
+            "misclassified.png",
+            "learning_curves.png",
+            "explain_mistakes.png",  # heat maps: where the model looked
+            "explain_correct.png",
+        ):
             assert (project / "reports/evaluate" / m / "figures" / fig).is_file()
     best = json.loads((project / "models/best.json").read_text())
     assert best["model"] in names and best["chosen_by"] == "val/macro_f1"

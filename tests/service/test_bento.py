@@ -22,7 +22,9 @@ SERVICE_MODULES = {
     "images.py",
     "models.py",
     "config.py",
+    "explain.py",
 }
+WEB_FILES = {"index.html", "app.js", "style.css"}  # the page at GET /
 
 
 def constraints() -> dict[str, str]:
@@ -56,7 +58,7 @@ def test_bentofile_service_and_docker() -> None:
     config = bentofile()
     assert config["service"] == "artist_id.service:ArtistID"
     assert str(config["docker"]["python_version"]) == "3.11"
-    assert {Path(p).name for p in config["include"]} == SERVICE_MODULES
+    assert {Path(p).name for p in config["include"]} == SERVICE_MODULES | WEB_FILES
     assert {"name": "BENTOML_DO_NOT_TRACK", "value": "true"} in config["envs"]
 
 
@@ -68,13 +70,19 @@ def test_bentoml_build_bundles_model_code_and_pins(bento_tag: str, project: Proj
     assert info["bentoml_version"] == constraints()["bentoml"]
     models = {m["tag"] for svc in info["services"] for m in svc["models"]}
     assert models == {project.tag}
-    assert {s["name"] for s in info["services"]} == {"artist_id", "artist_id_model"}
+    assert {s["name"] for s in info["services"]} == {
+        "artist_id",
+        "artist_id_model",
+        "artist_id_explainer",
+    }
     code = {
         p.relative_to(bento / "src").as_posix()
         for p in (bento / "src").rglob("*")
         if p.is_file() and "__pycache__" not in p.parts
     }
-    assert code == {f"artist_id/{m}" for m in SERVICE_MODULES} | {"bentofile.yaml"}
+    assert code == {f"artist_id/{m}" for m in SERVICE_MODULES} | {
+        f"artist_id/web/{f}" for f in WEB_FILES
+    } | {"bentofile.yaml"}
     requirements = (bento / "env" / "python" / "requirements.txt").read_text(encoding="utf-8")
     for spec in bentofile()["python"]["packages"]:
         assert spec in requirements.splitlines(), f"{spec} missing from the Bento's requirements"
@@ -91,8 +99,11 @@ def test_the_bundled_code_imports_on_its_own(bento_tag: str) -> None:
         f"sys.path = [{str(src)!r}] + [p for p in sys.path if not p.endswith('/src')]\n"
         "import artist_id.service, artist_id.models\n"
         "for m in ('artist_id.service', 'artist_id.models', 'artist_id.images',"
-        " 'artist_id.api', 'artist_id.predictor', 'artist_id.serving_metadata'):\n"
+        " 'artist_id.api', 'artist_id.predictor', 'artist_id.serving_metadata',"
+        " 'artist_id.explain'):\n"
         f"    assert sys.modules[m].__file__.startswith({str(src)!r}), sys.modules[m].__file__\n"
+        "import artist_id.api\n"
+        "assert b'ui/app.js' in artist_id.api.web_file('index.html')\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", check], capture_output=True, text=True, timeout=120, cwd="/"

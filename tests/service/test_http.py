@@ -122,3 +122,51 @@ def test_200_requests_at_16_concurrent_match_sequential_answers(server: Server) 
     assert statuses == [200] * 200, {s: statuses.count(s) for s in set(statuses)}
     mismatched = [i for i, _, a in results if not close(a, expected[i % len(images)])]
     assert not mismatched, f"{len(mismatched)} answers differ from the sequential ones"
+
+
+def test_explain_over_http_as_json_and_as_png(server: Server) -> None:
+    jpeg = encode(painting(21, size=(120, 90)), "JPEG")
+    with httpx.Client(base_url=server.url, timeout=120) as c:
+        r = c.post("/explain", **form(jpeg))
+        assert r.status_code == 200, r.text
+        ex = r.json()["explanation"]
+        assert ex["layer"] == "conv4_bn" and ex["image"]["media_type"] == "image/png"
+        assert ex["artist"] == r.json()["top_k"][0]["artist"]
+        png = c.post("/explain", headers={"accept": "image/png"}, **form(jpeg))
+        assert png.status_code == 200 and png.content.startswith(b"\x89PNG\r\n\x1a\n")
+        bad = c.post("/explain", **raw(b"not an image at all"))
+        assert bad.status_code == 415 and bad.json()["error"] == "not_an_image"
+        page = c.get("/")
+        assert page.status_code == 200 and "ui/app.js" in page.text
+
+
+def test_predict_keeps_answering_while_explain_is_under_load(server: Server) -> None:
+    """Explanations run in a process of their own behind a cap: a flood of them (far beyond
+    the cap) must not stop /predict. Each /explain gets a 200 or a 429, never a 5xx."""
+    images = [encode(painting(300 + i, size=(96, 72)), "JPEG") for i in range(4)]
+
+    async def run() -> tuple[list[int], list[int]]:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(base_url=server.url, timeout=120, limits=limits) as ac:
+            explained: list[int] = []
+            predicted: list[int] = []
+            stop = asyncio.Event()
+
+            async def flood(i: int) -> None:
+                while not stop.is_set():
+                    r = await ac.post("/explain", **raw(images[i % len(images)]))
+                    explained.append(r.status_code)
+
+            async def predictions() -> None:
+                await asyncio.sleep(1.0)  # the flood is on
+                for i in range(30):
+                    r = await ac.post("/predict", **raw(images[i % len(images)]))
+                    predicted.append(r.status_code)
+                stop.set()
+
+            await asyncio.gather(predictions(), *(flood(i) for i in range(12)))
+            return explained, predicted
+
+    explained, predicted = asyncio.run(run())
+    assert predicted == [200] * 30
+    assert explained and set(explained) <= {200, 429}, sorted(set(explained))

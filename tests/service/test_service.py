@@ -342,7 +342,7 @@ multipart_bodies = st.builds(
     body=st.binary(max_size=600) | multipart_bodies,
     content_type=st.sampled_from(CONTENT_TYPES),
     top_k=st.none() | st.text(max_size=8),
-    path=st.sampled_from(["/predict", "/predict_batch"]),
+    path=st.sampled_from(["/predict", "/predict_batch", "/explain"]),
 )
 def test_no_input_makes_a_500(
     client: Any, body: bytes, content_type: str, top_k: str | None, path: str
