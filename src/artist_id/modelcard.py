@@ -1,0 +1,428 @@
+"""The run report / model card (``reports/report.md``): what a reviewer reads first.
+
+Built from files the pipeline already wrote (summaries, the leaderboard, the chosen
+model's evaluation, the package's "unknown" threshold); every image it shows is copied,
+shrunk, into ``reports/report/`` (committed to git, ``cache: false``) and linked relatively,
+so the page renders on GitHub as it is. Sections whose stage is absent (style transfer,
+filters, genre, periods, Grad-CAM overlays) are left out.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from artist_id import reporting as md
+from artist_id.uncertainty import overlap
+
+METRICS = (("macro_f1", "macro-F1"), ("balanced_accuracy", "balanced acc."), ("accuracy", "acc."))
+# Figures of the evaluate stage that have their own section; any other PNG in the chosen
+# model's figures/ (e.g. Grad-CAM overlays) is shown under "More figures".
+KNOWN_FIGURES = frozenset({"confusion.png", "misclassified.png", "learning_curves.png"})
+MAX_LISTED = 15  # quarantined files / duplicate groups listed before "... and N more"
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """An optional section of images (a stage that may not exist in this pipeline)."""
+
+    title: str
+    folder: Path
+    intro: str
+
+
+# Sections other stages add; shown when their folder holds images.
+GALLERIES: tuple[Gallery, ...] = (
+    Gallery(
+        "Style transfer",
+        Path("reports/style"),
+        "Gatys neural style transfer in each chosen artist's style, and whether the "
+        "classifier attributes the result to that artist.",
+    ),
+    Gallery(
+        "What the filters see",
+        Path("reports/filters"),
+        "For chosen filters of layers 1-5, the image patches that activate them most.",
+    ),
+    Gallery("Genre", Path("reports/genre"), "The multi-label genre model."),
+    Gallery("Periods", Path("reports/periods"), "Style statistics by period, and palettes."),
+)
+
+
+@dataclass
+class Inputs:
+    """Everything the card is made of, as the report stage read it."""
+
+    params: Mapping[str, Any]  # the params sections the card quotes (plain mappings)
+    ingest: Mapping[str, Any]
+    validate: Mapping[str, Any]
+    select: Mapping[str, Any]
+    leaderboard: Mapping[str, Any]
+    best: Mapping[str, Any]
+    best_metrics: Mapping[str, Any]  # reports/evaluate/<best>/metrics.json
+    package: Mapping[str, Any] | None = None
+    quarantine: pd.DataFrame | None = None
+    split: pd.DataFrame | None = None  # data/processed/split.csv
+    figures: Mapping[str, Path] = field(default_factory=dict)  # name -> existing image file
+    galleries: Sequence[tuple[Gallery, Sequence[Path]]] = ()
+
+
+class Card:
+    """Collects Markdown lines and copies the images it links into ``image_dir``."""
+
+    def __init__(self, image_dir: Path, link_prefix: str) -> None:
+        self.image_dir = image_dir
+        self.link_prefix = link_prefix
+        self.lines: list[str] = []
+        self.used: set[str] = set()
+
+    def add(self, *lines: str) -> None:
+        self.lines.extend(lines)
+
+    def image(self, source: Path, name: str, alt: str, *, photo: bool = False) -> None:
+        """Copy ``source`` (shrunk) as ``name`` and link it."""
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
+        target = self.image_dir / f"{stem}{'.jpg' if photo else '.png'}"
+        if target.name in self.used:
+            raise ValueError(f"two report images named {target.name}")
+        self.used.add(target.name)
+        md.save_image(source, target)
+        self.add(md.image(alt, f"{self.link_prefix}{target.name}"), "")
+
+    def text(self) -> str:
+        return "\n".join(self.lines).rstrip() + "\n"
+
+
+def _pct(x: Any) -> str:
+    v = md.number(x)
+    return "–" if math.isnan(v) else f"{100 * v:.0f} %"
+
+
+def _summary(card: Card, inp: Inputs) -> None:
+    best = str(inp.best.get("model"))
+    test = inp.best_metrics.get("test", {})
+    metric = str(inp.best.get("chosen_by", "val/macro_f1"))
+    card.add(
+        "# Run report",
+        "",
+        f"**Chosen model: `{best}`** (best validation {_metric_name(metric)}). "
+        f"On the {test.get('n', '?')} test images: macro-F1 "
+        f"{md.with_ci(test.get('macro_f1'), test.get('macro_f1_ci'))}, balanced accuracy "
+        f"{md.with_ci(test.get('balanced_accuracy'), test.get('balanced_accuracy_ci'))}, "
+        f"accuracy {md.with_ci(test.get('accuracy'), test.get('accuracy_ci'))} "
+        f"(95 % bootstrap intervals; always answering the majority artist gives macro-F1 "
+        f"{md.fmt(test.get('majority_baseline', {}).get('macro_f1'))}).",
+        "",
+    )
+    if _is_sample(inp):
+        card.add(
+            "> The data is the **embedded synthetic sample** (fictional artists with procedural "
+            "styles): these numbers show that the pipeline works, not how the models do on "
+            "real paintings.",
+            "",
+        )
+
+
+def _metric_name(metric: str) -> str:
+    """``val/macro_f1`` -> ``macro-F1``."""
+    key = metric.split("/", 1)[-1]
+    return dict(METRICS).get(key, key).replace("acc.", "accuracy")
+
+
+def _is_sample(inp: Inputs) -> bool:
+    source = str(inp.params.get("data", {}).get("source", ""))
+    return source.rstrip("/") == "data/sample"
+
+
+def _data(card: Card, inp: Inputs) -> None:
+    ing, sel, val = inp.ingest, inp.select, inp.validate
+    kept = dict(sel.get("artists_kept", {}))
+    splits = sel.get("splits", {})
+    card.add(
+        "## Data",
+        "",
+        f"Source `{ing.get('source', '?')}` ({ing.get('layout', '?')} layout): "
+        f"{ing.get('artists_in_csv', '?')} artists in `artists.csv`, "
+        f"{ing.get('artists_with_images', '?')} with images; {ing.get('files', '?')} files, "
+        f"{ing.get('ok', '?')} usable, {ing.get('quarantined', 0)} quarantined.",
+        "",
+    )
+    if val.get("success"):
+        status = f"**passed** ({val.get('evaluated', '?')} expectations"
+        status += f", {val.get('warnings', 0)} warning(s))" if val.get("warnings") else ")"
+    else:
+        status = f"**failed** ({val.get('critical', '?')} critical)"
+    card.add(f"Validation (Great Expectations): {status}.", "")
+    failures = list(val.get("failures") or [])
+    for failure in failures[:MAX_LISTED]:
+        card.add(f"- {md.cell(failure if isinstance(failure, str) else _describe(failure))}")
+    if failures:
+        card.add("")
+
+    min_paintings = sel.get("min_paintings", "?")
+    card.add(
+        f"Artists with more than {min_paintings} usable paintings are kept: "
+        f"{len(kept)} of {len(kept) + len(sel.get('artists_dropped', {}))}.",
+        "",
+    )
+    rows = [
+        [
+            md.cell(artist),
+            str(count),
+            *(str(splits.get(s, {}).get(artist, 0)) for s in ("train", "val", "test")),
+        ]
+        for artist, count in kept.items()
+    ]
+    card.add(*md.table(["artist", "paintings", "train", "val", "test"], rows, "lrrrr"), "")
+    card.add(
+        f"Near-duplicates: {sel.get('duplicate_groups', 0)} group(s) of "
+        f"{sel.get('images_in_duplicate_groups', 0)} images (exact or perceptual-hash copies) "
+        f"are kept inside one split each ({sel.get('straddling_groups', 0)} straddle splits).",
+        "",
+    )
+    _duplicate_groups(card, inp.split)
+    _quarantine(card, inp.quarantine)
+
+
+def _describe(failure: Mapping[str, Any]) -> str:
+    return "; ".join(f"{k}: {v}" for k, v in sorted(failure.items()))
+
+
+def _duplicate_groups(card: Card, split: pd.DataFrame | None) -> None:
+    if split is None or split.empty or "group" not in split.columns:
+        return
+    sizes = split.groupby("group")["image_id"].transform("size")
+    groups = split[sizes > 1].sort_values(["group", "image_id"])
+    if groups.empty:
+        return
+    rows = [
+        [
+            md.code(g),
+            ", ".join(f"`{i}`" for i in frame["image_id"]),
+            md.cell(frame["split"].iloc[0]),
+        ]
+        for g, frame in groups.groupby("group", sort=True)
+    ]
+    more = len(rows) - MAX_LISTED
+    card.add(*md.table(["group", "images", "split"], rows[:MAX_LISTED]))
+    card.add(*([f"\n... and {more} more groups (data/processed/split.csv)."] if more > 0 else []))
+    card.add("")
+
+
+def _quarantine(card: Card, quarantine: pd.DataFrame | None) -> None:
+    if quarantine is None or quarantine.empty:
+        card.add("No file was quarantined.", "")
+        return
+    card.add(f"Quarantined files ({len(quarantine)}; `reports/ingest/quarantine.csv`):", "")
+    rows = [
+        [
+            md.code(r.get("source_path", "")),
+            md.cell(r.get("reason", "")),
+            md.cell(r.get("detail", "")),
+        ]
+        for r in quarantine.head(MAX_LISTED).to_dict("records")
+    ]
+    card.add(*md.table(["file", "reason", "detail"], rows))
+    more = len(quarantine) - MAX_LISTED
+    card.add(*([f"\n... and {more} more."] if more > 0 else []), "")
+
+
+def overlap_sentence(board: Mapping[str, Any]) -> str | None:
+    """Whether the top two models' validation intervals of the ranking metric overlap."""
+    models = list(board.get("models") or [])
+    metric = str(board.get("metric", "val/macro_f1")).split("/", 1)[-1]
+    if len(models) < 2:
+        return None
+    first, second = models[0], models[1]
+    a = md.interval(first.get("val", {}).get(f"{metric}_ci"))
+    b = md.interval(second.get("val", {}).get(f"{metric}_ci"))
+    if a is None or b is None:
+        return None
+    pair = f"`{first['model']}` {md.fmt_ci(a)} and `{second['model']}` {md.fmt_ci(b)}"
+    what = f"The top two models' validation {_metric_name(metric)} intervals"
+    if overlap(a, b):
+        return (
+            f"{what} overlap ({pair}): the validation set cannot tell them apart; the choice "
+            "rests on the tie-breaks."
+        )
+    return f"{what} do not overlap ({pair})."
+
+
+def _leaderboard(card: Card, inp: Inputs) -> None:
+    board = inp.leaderboard
+    metric = str(board.get("metric", "val/macro_f1"))
+    header = ["rank", "model"]
+    header += [f"val {label}" for _, label in METRICS[:2]]
+    header += [f"test {label}" for _, label in METRICS]
+    rows = []
+    for row in board.get("models", []):
+        val, test = row.get("val", {}), row.get("test", {})
+        cells = [str(row.get("rank", "")), md.code(row.get("model", ""))]
+        cells += [md.with_ci(val.get(k), val.get(f"{k}_ci")) for k, _ in METRICS[:2]]
+        cells += [md.with_ci(test.get(k), test.get(f"{k}_ci")) for k, _ in METRICS]
+        rows.append(cells)
+    card.add(
+        "## Leaderboard",
+        "",
+        f"Ranked by `{metric}` (validation; test never chooses). Brackets: 95 % bootstrap "
+        "intervals over the images of each split.",
+        "",
+        *md.table(header, rows, "rl" + "r" * (len(header) - 2)),
+        "",
+    )
+    sentence = overlap_sentence(board)
+    if sentence:
+        card.add(sentence, "")
+
+
+def _chosen(card: Card, inp: Inputs) -> None:
+    best = str(inp.best.get("model"))
+    test = inp.best_metrics.get("test", {})
+    card.add(f"## The chosen model: `{best}`", "")
+    per_class = test.get("per_class", {})
+    if per_class:
+        rows = [
+            [
+                md.cell(name),
+                md.fmt(v.get("precision")),
+                md.fmt(v.get("recall")),
+                md.fmt(v.get("f1")),
+                str(v.get("support", "")),
+            ]
+            for name, v in per_class.items()
+        ]
+        card.add(
+            *md.table(["artist (test)", "precision", "recall", "F1", "images"], rows, "lrrrr"), ""
+        )
+    figures = inp.figures
+    if "confusion.png" in figures:
+        card.add("Test confusion matrix (rows: the true artist):", "")
+        card.image(figures["confusion.png"], "confusion", f"{best}: test confusion matrix")
+    if "misclassified.png" in figures:
+        card.add("Its most confident mistakes on the test set:", "")
+        card.image(
+            figures["misclassified.png"], "mistakes", f"{best}: most confident mistakes", photo=True
+        )
+    if "learning_curves.png" in figures:
+        card.add("Training:", "")
+        card.image(figures["learning_curves.png"], "learning_curves", f"{best}: learning curves")
+    extra = sorted(n for n in figures if n not in KNOWN_FIGURES and n != "augment_preview.png")
+    if extra:
+        card.add("### More figures", "")
+        for name in extra:
+            card.add(f"`{name}`:", "")
+            card.image(figures[name], f"figure-{Path(name).stem}", name, photo=True)
+
+
+def _augmentation(card: Card, inp: Inputs) -> None:
+    preview = inp.figures.get("augment_preview.png")
+    if preview is None:
+        return
+    aug = inp.params.get("augment", {})
+    card.add(
+        "## Augmentation",
+        "",
+        f"Each training image plus {aug.get('copies', '?')} augmented copies ("
+        + ", ".join(
+            f"{k} {aug.get(k, '?')}" for k in ("flip", "rotation", "zoom", "contrast", "brightness")
+        )
+        + "); validation and test images are never augmented.",
+        "",
+    )
+    card.image(preview, "augment_preview", "augmentation preview", photo=True)
+
+
+def _galleries(card: Card, inp: Inputs) -> None:
+    for gallery, images in inp.galleries:
+        if not images:
+            continue
+        card.add(f"## {gallery.title}", "", gallery.intro, "")
+        for path in images:
+            card.add(f"`{path.name}`:", "")
+            card.image(path, f"{gallery.folder.name}-{path.stem}", path.stem, photo=True)
+
+
+def _unknown(card: Card, inp: Inputs) -> None:
+    pkg = inp.package
+    card.add('## The "unknown" answer', "")
+    if not pkg:
+        card.add("The model was not packaged in this run (no `reports/package/summary.json`).", "")
+        return
+    target = _pct(pkg.get("unknown_target_precision"))
+    if pkg.get("threshold_reached"):
+        card.add(
+            f"The service answers **unknown** when the top-1 probability is below "
+            f"**{md.fmt(pkg.get('unknown_threshold'))}**: the lowest threshold at which the "
+            f"model is right at least {target} of the time on the validation images it answers "
+            f"(there: {_pct(pkg.get('val_precision_at_threshold'))} right, on "
+            f"{_pct(pkg.get('val_coverage_at_threshold'))} of the validation images).",
+            "",
+        )
+    else:
+        card.add(
+            f"No threshold reaches a validation precision of {target}: every answer is "
+            "flagged unknown.",
+            "",
+        )
+
+
+def _limits(card: Card, inp: Inputs) -> None:
+    kept = list(inp.select.get("artists_kept", {}))
+    dropped = list(inp.select.get("artists_dropped", {}))
+    test = inp.best_metrics.get("test", {})
+    ci = md.interval(test.get("macro_f1_ci"))
+    size = inp.params.get("base", {}).get("image_size", "?")
+    lines = [
+        f"- It knows {len(kept)} artists ({', '.join(kept)}). A painting by anyone else still "
+        "gets one of these names; the unknown flag catches low-confidence answers, it does not "
+        "detect other artists or non-paintings (photographs, drawings, details of a painting).",
+        f"- Images are centre-cropped and resized to {size}×{size} px: brushwork finer than "
+        "that is invisible to it.",
+    ]
+    if dropped:
+        lines.append(
+            f"- {len(dropped)} artists had too few paintings to learn and were left out: "
+            f"{', '.join(dropped)}."
+        )
+    if ci is not None:
+        lines.append(
+            f"- The test set has {test.get('n', '?')} images: the chosen model's test macro-F1 of "
+            f"{md.fmt(test.get('macro_f1'))} has a 95 % interval of {md.fmt_ci(ci)}, and two "
+            "models closer than such intervals are wide cannot be told apart."
+        )
+    lines.append(
+        "- Models trained from scratch are not bit-reproducible across CPUs: re-running on "
+        "another machine moves their metrics (frozen-trunk models agree to ~1e-4)."
+    )
+    if _is_sample(inp):
+        lines.append("- Trained on the synthetic sample: it has never seen a real painting.")
+    card.add("## Known limits", "", *lines, "")
+
+
+def build(inp: Inputs, image_dir: Path, link_prefix: str) -> str:
+    """The card's Markdown; images are written into ``image_dir`` and linked as
+    ``<link_prefix><file>`` (the path from the card to that folder)."""
+    card = Card(image_dir, link_prefix)
+    _summary(card, inp)
+    _data(card, inp)
+    _leaderboard(card, inp)
+    _chosen(card, inp)
+    _augmentation(card, inp)
+    _galleries(card, inp)
+    _unknown(card, inp)
+    _limits(card, inp)
+    return card.text()
+
+
+def gallery_images(folder: Path) -> list[Path]:
+    """The images of an optional section, sorted (``overview.png`` first)."""
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg"}]
+    return sorted(found, key=lambda p: (p.stem != "overview", p.as_posix()))
