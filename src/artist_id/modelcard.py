@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from artist_id import reporting as md
-from artist_id.uncertainty import overlap
+from artist_id.leaderboard import overlap_sentence
 
 METRICS = (("macro_f1", "macro-F1"), ("balanced_accuracy", "balanced acc."), ("accuracy", "acc."))
 # Figures of the evaluate stage that have their own section; any other PNG in the chosen
@@ -233,27 +233,6 @@ def _quarantine(card: Card, quarantine: pd.DataFrame | None) -> None:
     card.add(*([f"\n... and {more} more."] if more > 0 else []), "")
 
 
-def overlap_sentence(board: Mapping[str, Any]) -> str | None:
-    """Whether the top two models' validation intervals of the ranking metric overlap."""
-    models = list(board.get("models") or [])
-    metric = str(board.get("metric", "val/macro_f1")).split("/", 1)[-1]
-    if len(models) < 2:
-        return None
-    first, second = models[0], models[1]
-    a = md.interval(first.get("val", {}).get(f"{metric}_ci"))
-    b = md.interval(second.get("val", {}).get(f"{metric}_ci"))
-    if a is None or b is None:
-        return None
-    pair = f"`{first['model']}` {md.fmt_ci(a)} and `{second['model']}` {md.fmt_ci(b)}"
-    what = f"The top two models' validation {_metric_name(metric)} intervals"
-    if overlap(a, b):
-        return (
-            f"{what} overlap ({pair}): the validation set cannot tell them apart; the choice "
-            "rests on the tie-breaks."
-        )
-    return f"{what} do not overlap ({pair})."
-
-
 def _leaderboard(card: Card, inp: Inputs) -> None:
     board = inp.leaderboard
     metric = str(board.get("metric", "val/macro_f1"))
@@ -276,7 +255,7 @@ def _leaderboard(card: Card, inp: Inputs) -> None:
         *md.table(header, rows, "rl" + "r" * (len(header) - 2)),
         "",
     )
-    sentence = overlap_sentence(board)
+    sentence = overlap_sentence(board.get("models") or [], metric.split("/", 1)[-1])
     if sentence:
         card.add(sentence, "")
 

@@ -43,7 +43,7 @@ import yaml
 
 from artist_id import predictions as pr
 from artist_id import reporting as md
-from artist_id.modelcard import overlap_sentence
+from artist_id.leaderboard import overlap_sentence
 from artist_id.uncertainty import HEADLINE, Comparison, paired_comparison
 
 log = logging.getLogger(__name__)
@@ -550,7 +550,8 @@ def _leaderboard_section(report: Report) -> list[str]:
         f"val {name} {head.name}",
     ]
     lines = ["### Leaderboard (validation)", "", *md.table(header, rows, "lrrrr")]
-    sentence = overlap_sentence(report.new_board) if report.new_board else None
+    board = report.new_board or {}
+    sentence = overlap_sentence(board.get("models") or [], _board_metric(board))
     return [*lines, *(["", sentence] if sentence else []), ""]
 
 
