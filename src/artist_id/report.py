@@ -445,7 +445,11 @@ def _summary(report: Report) -> list[str]:
             "",
         ]
     old_best, new_best = _chosen(report.base_board), _chosen(report.new_board)
-    if old_best == new_best:
+    if new_best is None:
+        lines.append("**Chosen model:** none in the workspace (no leaderboard: run `dvc repro`).  ")
+    elif old_best is None:
+        lines.append(f"**Chosen model:** `{new_best}` (the base has no leaderboard).  ")
+    elif old_best == new_best:
         lines.append(f"**Chosen model:** `{new_best}` (unchanged).  ")
     else:
         lines.append(f"**Chosen model changed:** `{old_best}` → `{new_best}`.  ")

@@ -229,3 +229,35 @@ def test_lineage_ignores_intermediate_hashes_but_not_params_or_code() -> None:
         {"stages": _lock_stage("m", 0.1, data="data-2")}, "evaluate@m"
     )
     assert rp.lineage(lock, "evaluate@x") is None
+
+
+def test_the_report_renders_as_tables_and_images(repo: Path) -> None:
+    """Rendered as GitHub does (CommonMark + tables): every table row keeps its columns and
+    every image points at a file next to the report."""
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
+
+    write_run(repo, {"a": (5, 0.2), "c": (5, 0.1)}, rank=["a", "c"])
+    _, text, _ = _build(repo)
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    tables: list[list[int]] = []
+    for token in tokens:
+        if token.type == "table_open":
+            tables.append([])
+        elif token.type == "tr_open":
+            tables[-1].append(0)
+        elif token.type in {"th_open", "td_open"}:
+            tables[-1][-1] += 1
+    assert len(tables) >= 4  # params, metrics, leaderboard, a plot pair
+    for widths in tables:
+        assert len(set(widths)) == 1, widths  # a stray "|" would add a cell
+    images: list[Token] = [
+        child
+        for token in tokens
+        if token.type == "inline"
+        for child in token.children or []
+        if child.type == "image"
+    ]
+    assert images
+    for image in images:
+        assert (repo / "reports" / "pr" / str(image.attrs["src"])).is_file()
