@@ -44,7 +44,7 @@ import yaml
 from artist_id import predictions as pr
 from artist_id import reporting as md
 from artist_id.leaderboard import overlap_sentence
-from artist_id.uncertainty import HEADLINE, Comparison, paired_comparison
+from artist_id.uncertainty import HEADLINE, Comparison, metric_values, paired_comparison
 
 log = logging.getLogger(__name__)
 
@@ -291,14 +291,20 @@ def compare_model(
     if common.size == 0:
         diff.note = "no test image in common: no paired verdict"
         return diff
-    diff.comparisons = paired_comparison(
-        old_rows.loc[common, "label"].to_numpy(),
-        old_rows.loc[common, "predicted"].to_numpy(),
-        new_rows.loc[common, "predicted"].to_numpy(),
-        n_resamples=n_resamples,
-        confidence=confidence,
-        seed=seed,
-    )
+    truth = old_rows.loc[common, "label"].to_numpy()
+    old_pred = old_rows.loc[common, "predicted"].to_numpy()
+    new_pred = new_rows.loc[common, "predicted"].to_numpy()
+    if np.array_equal(old_pred, new_pred):
+        # every resample would score both sets the same: the interval is [0, 0] exactly
+        values = metric_values(truth, new_pred)
+        diff.comparisons = {
+            m: Comparison(m, round(v, 6), round(v, 6), 0.0, 0.0, 0.0, "within noise")
+            for m, v in zip(HEADLINE, values.tolist(), strict=True)
+        }
+    else:
+        diff.comparisons = paired_comparison(
+            truth, old_pred, new_pred, n_resamples=n_resamples, confidence=confidence, seed=seed
+        )
     if common.size < max(len(old_rows), len(new_rows)):
         diff.note = (
             f"paired on the {common.size} test images both runs evaluated "
