@@ -261,3 +261,54 @@ def test_the_report_renders_as_tables_and_images(repo: Path) -> None:
     assert images
     for image in images:
         assert (repo / "reports" / "pr" / str(image.attrs["src"])).is_file()
+
+
+def _image_plot(root: Path, path: str, colour: str) -> None:
+    from PIL import Image
+
+    target = root / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (64, 32), colour).save(target)
+
+
+def _declare_plots(root: Path, *paths: str) -> None:
+    dvc_yaml = yaml.safe_load((root / "dvc.yaml").read_text())
+    dvc_yaml["plots"] = list(paths)
+    (root / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+
+
+def test_changed_image_plots_side_by_side_or_workspace_only(repo: Path) -> None:
+    # preview.png is in git on both sides; sizes.png is a DVC-cached output whose base copy
+    # is nowhere on this machine (a CI runner): dvc.lock says it changed, so it is shown alone
+    _declare_plots(repo, "reports/augment/preview.png", "reports/eda/sizes.png")
+    _image_plot(repo, "reports/augment/preview.png", "red")
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    lock["stages"]["eda"] = {
+        "cmd": "python -m stages.eda",
+        "outs": [{"path": "reports/eda", "md5": _md5("eda-1") + ".dir"}],
+    }
+    (repo / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    commit(repo, "base with plots")
+
+    _image_plot(repo, "reports/augment/preview.png", "blue")
+    _image_plot(repo, "reports/eda/sizes.png", "green")
+    lock["stages"]["eda"]["outs"][0]["md5"] = _md5("eda-2") + ".dir"
+    (repo / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    report, text, _ = _build(repo)
+
+    figures = {f.title: f for f in report.figures}
+    preview = figures["`reports/augment/preview.png`"]
+    assert preview.base == "figures/reports-augment-preview-base.png"
+    assert preview.new == "figures/reports-augment-preview-new.png"
+    sizes = figures["`reports/eda/sizes.png`"]
+    assert sizes.base is None and sizes.new == "figures/reports-eda-sizes-new.png"
+    assert "not in this machine's DVC cache" in sizes.note
+    assert (
+        "| *(not available)* | ![reports/eda/sizes.png](figures/reports-eda-sizes-new.png) |"
+        in text
+    )
+
+    # unchanged bytes (and an unchanged lock hash) are not shown
+    commit(repo, "same plots")
+    report, _, _ = _build(repo)
+    assert not [f for f in report.figures if f.title.startswith("`reports/")]
