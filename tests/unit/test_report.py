@@ -22,7 +22,7 @@ from tests.e2e.project import commit, git
 
 ARTISTS = ["Ada Brush", "Bea Stroke"]
 N_TEST = 40
-RESAMPLES = 200
+RESAMPLES = 100
 
 
 def _labels() -> list[str]:

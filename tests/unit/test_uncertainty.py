@@ -12,7 +12,7 @@ from dvclive import Live
 from artist_id import evaluation as ev
 from artist_id import uncertainty as u
 
-N = 300  # resamples: enough for the bounds checked here, cheap on two cores
+N = 200  # resamples: enough for the bounds checked here, cheap on two cores
 
 
 def _twenty_with_five_wrong() -> tuple[np.ndarray, np.ndarray]:
