@@ -1,10 +1,11 @@
 """report: the run report / model card, reports/report.md, the pipeline's last stage.
 
-Reads the summaries of ingest, validate and select, the split (near-duplicate groups), the
-leaderboard, the chosen model's evaluation and figures, the augmentation preview and the
-package's "unknown" threshold; the sections of optional stages (style, filters, genre,
-periods) when their folders exist. Writes reports/report.md and the images it links,
-shrunk, into reports/report/ (both committed to git, so the page renders on GitHub).
+Reads the reports of ingest and select (details.json) and validate (summary.json), the split
+(near-duplicate groups), the leaderboard, the chosen model's evaluation (details.json: every
+number, with its interval) and figures, the augmentation preview and the package's "unknown"
+threshold; the sections of optional stages (style, filters, genre, periods) when their
+folders exist. Writes reports/report.md and the images it links, shrunk, into reports/report/
+(both committed to git, so the page renders on GitHub).
 
 The PR comparison (`make report BASE=<rev>`) is artist_id.report, not this stage: it
 compares two git revisions, which no DVC stage can depend on.
@@ -45,12 +46,12 @@ def main() -> None:
             "base": asdict(params.base),
             "augment": asdict(params.augment),
         },
-        ingest=stage.read_json("reports/ingest/summary.json"),
+        ingest=stage.read_json("reports/ingest/details.json"),
         validate=stage.read_json("reports/validate/summary.json"),
-        select=stage.read_json("reports/select/summary.json"),
+        select=stage.read_json("reports/select/details.json"),
         leaderboard=stage.read_json("reports/leaderboard.json"),
         best=best,
-        best_metrics=stage.read_json(evaluate / "metrics.json"),
+        best_metrics=stage.read_json(evaluate / "details.json"),
         package=stage.read_json(package) if package.is_file() else None,
         quarantine=pd.read_csv("reports/ingest/quarantine.csv", dtype=str, keep_default_na=False),
         split=pd.read_csv("data/processed/split.csv", dtype=str, keep_default_na=False),

@@ -65,7 +65,7 @@ class Inputs:
     select: Mapping[str, Any]
     leaderboard: Mapping[str, Any]
     best: Mapping[str, Any]
-    best_metrics: Mapping[str, Any]  # reports/evaluate/<best>/metrics.json
+    best_metrics: Mapping[str, Any]  # reports/evaluate/<best>/details.json (val, test)
     package: Mapping[str, Any] | None = None
     quarantine: pd.DataFrame | None = None
     split: pd.DataFrame | None = None  # data/processed/split.csv

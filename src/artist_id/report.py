@@ -602,6 +602,21 @@ def render(report: Report, *, images: bool = True, run_url: str | None = None) -
     return "\n".join(lines).rstrip() + "\n"
 
 
+def read_metrics(rev: Revision, model: str) -> dict[str, Any] | None:
+    """``{"val": {...}, "test": {...}}`` of a model at a revision, or None if not evaluated.
+
+    ``details.json`` holds every number (the metrics convention); older revisions had them in
+    ``metrics.json``, at its top level or under the model's name.
+    """
+    details = rev.json(f"{EVALUATE}/{model}/details.json")
+    if isinstance(details, dict) and "test" in details:
+        return details
+    metrics = rev.json(f"{EVALUATE}/{model}/metrics.json")
+    if isinstance(metrics, dict) and isinstance(metrics.get(model), dict):
+        metrics = metrics[model]
+    return metrics if isinstance(metrics, dict) and "test" in metrics else None
+
+
 def _predictions_path(model: str) -> str:
     return f"{EVALUATE}/{model}/predictions.csv"
 
@@ -643,8 +658,7 @@ def build(
     diffs: list[ModelDiff] = []
     figures: list[Figure] = []
     for model in names:
-        metrics_path = f"{EVALUATE}/{model}/metrics.json"
-        old_m, new_m = base.json(metrics_path), head.json(metrics_path)
+        old_m, new_m = read_metrics(base, model), read_metrics(head, model)
         if old_m is None and new_m is None:
             diffs.append(ModelDiff(model, "not evaluated", note="no metrics on either side"))
             continue

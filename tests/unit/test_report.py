@@ -93,7 +93,9 @@ def write_run(root: Path, runs: dict[str, tuple[int, float]], rank: list[str]) -
         metrics = {"accuracy": acc, "balanced_accuracy": acc, "macro_f1": acc, "n": N_TEST}
         out = evaluate / m
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps({"val": metrics, "test": metrics}))
+        # the metrics convention: headline numbers under the model's name, all in details.json
+        (out / "metrics.json").write_text(json.dumps({m: {"val": metrics, "test": metrics}}))
+        (out / "details.json").write_text(json.dumps({"val": metrics, "test": metrics}))
         rows = ["split,image_id,label,predicted,p_predicted,p_label"]
         for k, (t, p) in enumerate(zip(_labels(), _predictions(wrong), strict=True)):
             rows.append(f"test,img_{k:02d},{t},{p},0.9,{0.9 if t == p else 0.1}")
@@ -199,8 +201,11 @@ def test_new_removed_unchanged_and_same_input_models(repo: Path) -> None:
 
 
 def test_a_base_without_per_image_predictions_gives_no_paired_verdict(repo: Path) -> None:
-    (repo / "reports" / "evaluate" / "a" / "predictions.csv").unlink()
-    commit(repo, "an older base: no predictions for a")
+    # an older base: metrics.json with val/test at its top, no details.json, no predictions
+    a = repo / "reports" / "evaluate" / "a"
+    (a / "predictions.csv").unlink()
+    (a / "details.json").rename(a / "metrics.json")
+    commit(repo, "an older base")
     write_run(
         repo,
         {"a": (0, 0.2), "b": (10, 0.1), "d": (20, 0.1), "e": (20, 0.1)},
@@ -208,6 +213,7 @@ def test_a_base_without_per_image_predictions_gives_no_paired_verdict(repo: Path
     )
     _, text, _ = _build(repo)
     assert [r[-1] for r in _rows(text, "a")] == ["n/a"] * 3
+    assert [r[2:5] for r in _rows(text, "a")] == [["0.750", "1.000", "+0.250"]] * 3
     assert "`a`: the base has no per-image predictions" in text
 
 
