@@ -197,6 +197,7 @@ def test_readme_experiment_runs_one_model_and_its_table_fits_160_columns(project
         "leaderboard",
         "package",
         "style",
+        "report",
     }
     after = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True)
     assert after.stdout == before.stdout  # --temp: the workspace is untouched
