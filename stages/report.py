@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from artist_id import stage
 from artist_id.config import load_params
+
+if TYPE_CHECKING:
+    from artist_id.modelcard import Gallery, GalleryContent
 
 OUT = Path("reports/report.md")
 IMAGES = Path("reports/report")
@@ -37,8 +41,6 @@ def main() -> None:
     evaluate = Path("reports/evaluate") / name
     figures = {p.name: p for p in sorted((evaluate / "figures").glob("*.png"))}
     preview = Path("reports/augment/preview.png")
-    if preview.is_file():
-        figures["augment_preview.png"] = preview
     package = Path("reports/package/summary.json")
     inputs = modelcard.Inputs(
         params={
@@ -56,10 +58,11 @@ def main() -> None:
         quarantine=pd.read_csv("reports/ingest/quarantine.csv", dtype=str, keep_default_na=False),
         split=pd.read_csv("data/processed/split.csv", dtype=str, keep_default_na=False),
         figures=figures,
-        galleries=[(g, modelcard.gallery_images(g.folder)) for g in modelcard.GALLERIES],
+        preview=preview if preview.is_file() else None,
+        galleries=[gallery(g) for g in modelcard.GALLERIES],
     )
     images = stage.fresh_dir(IMAGES)
-    text = modelcard.build(inputs, images, link_prefix=f"{IMAGES.name}/")
+    text = modelcard.build(inputs, OUT.parent, images)
     OUT.write_text(text, encoding="utf-8")
     log.info(
         "report: %s (%d images in %s) on the chosen model %s",
@@ -67,6 +70,18 @@ def main() -> None:
         len(list(images.iterdir())),
         images,
         name,
+    )
+
+
+def gallery(g: Gallery) -> GalleryContent:
+    """An optional stage's images and metrics, when dvc.yaml lists its folder as a dep here."""
+    from artist_id import modelcard
+
+    metrics = g.folder / "metrics.json"
+    return modelcard.GalleryContent(
+        g,
+        modelcard.gallery_images(g.folder),
+        stage.read_json(metrics) if metrics.is_file() else None,
     )
 
 

@@ -1,15 +1,18 @@
 """The run report / model card (``reports/report.md``): what a reviewer reads first.
 
 Built from files the pipeline already wrote (summaries, the leaderboard, the chosen
-model's evaluation, the package's "unknown" threshold); every image it shows is copied,
-shrunk, into ``reports/report/`` (committed to git, ``cache: false``) and linked relatively,
-so the page renders on GitHub as it is. Sections whose stage is absent (style transfer,
-filters, genre, periods, Grad-CAM overlays) are left out.
+model's evaluation, the package's "unknown" threshold). Images that stages keep in git
+(``cache: false``: the augmentation preview, the style and filter grids) are linked where
+they are; the chosen model's figures, which DVC caches, are copied, shrunk, into
+``reports/report/`` (committed to git). Every link is relative, so the page renders on GitHub
+as it is. Sections whose stage is absent (style transfer, filters, genre, periods, Grad-CAM
+heat maps) are left out.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,9 +25,13 @@ from artist_id import reporting as md
 from artist_id.leaderboard import overlap_sentence
 
 METRICS = (("macro_f1", "macro-F1"), ("balanced_accuracy", "balanced acc."), ("accuracy", "acc."))
-# Figures of the evaluate stage that have their own section; any other PNG in the chosen
-# model's figures/ (e.g. Grad-CAM overlays) is shown under "More figures".
+# Figures of the evaluate stage that have their own place; any other PNG in the chosen
+# model's figures/ is shown under "More figures".
 KNOWN_FIGURES = frozenset({"confusion.png", "misclassified.png", "learning_curves.png"})
+HEAT_MAPS = {
+    "explain_mistakes.png": "Where it looked (Grad-CAM) on its most confident mistakes:",
+    "explain_correct.png": "... and on its most confident right answers:",
+}
 MAX_LISTED = 15  # quarantined files / duplicate groups listed before "... and N more"
 
 
@@ -55,6 +62,15 @@ GALLERIES: tuple[Gallery, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class GalleryContent:
+    """What an optional stage left: its images (in git) and its metrics.json, if any."""
+
+    gallery: Gallery
+    images: Sequence[Path]
+    metrics: Mapping[str, Any] | None = None
+
+
 @dataclass
 class Inputs:
     """Everything the card is made of, as the report stage read it."""
@@ -69,16 +85,18 @@ class Inputs:
     package: Mapping[str, Any] | None = None
     quarantine: pd.DataFrame | None = None
     split: pd.DataFrame | None = None  # data/processed/split.csv
-    figures: Mapping[str, Path] = field(default_factory=dict)  # name -> existing image file
-    galleries: Sequence[tuple[Gallery, Sequence[Path]]] = ()
+    figures: Mapping[str, Path] = field(default_factory=dict)  # the chosen model's (DVC-cached)
+    preview: Path | None = None  # the augmentation preview (in git)
+    galleries: Sequence[GalleryContent] = ()
 
 
 class Card:
-    """Collects Markdown lines and copies the images it links into ``image_dir``."""
+    """Collects Markdown lines; copies the DVC-cached images it shows into ``image_dir``
+    and links the ones already in git from where they are."""
 
-    def __init__(self, image_dir: Path, link_prefix: str) -> None:
+    def __init__(self, report_dir: Path, image_dir: Path) -> None:
+        self.report_dir = report_dir
         self.image_dir = image_dir
-        self.link_prefix = link_prefix
         self.lines: list[str] = []
         self.used: set[str] = set()
 
@@ -93,7 +111,11 @@ class Card:
             raise ValueError(f"two report images named {target.name}")
         self.used.add(target.name)
         md.save_image(source, target)
-        self.add(md.image(alt, f"{self.link_prefix}{target.name}"), "")
+        self.link(target, alt)
+
+    def link(self, path: Path, alt: str) -> None:
+        """Link a file that is in git, relative to the report."""
+        self.add(md.image(alt, Path(os.path.relpath(path, self.report_dir)).as_posix()), "")
 
     def text(self) -> str:
         return "\n".join(self.lines).rstrip() + "\n"
@@ -291,7 +313,11 @@ def _chosen(card: Card, inp: Inputs) -> None:
     if "learning_curves.png" in figures:
         card.add("Training:", "")
         card.image(figures["learning_curves.png"], "learning_curves", f"{best}: learning curves")
-    extra = sorted(n for n in figures if n not in KNOWN_FIGURES and n != "augment_preview.png")
+    for name, caption in HEAT_MAPS.items():
+        if name in figures:
+            card.add(caption, "")
+            card.image(figures[name], Path(name).stem, f"{best}: {Path(name).stem}", photo=True)
+    extra = sorted(n for n in figures if n not in KNOWN_FIGURES and n not in HEAT_MAPS)
     if extra:
         card.add("### More figures", "")
         for name in extra:
@@ -300,8 +326,7 @@ def _chosen(card: Card, inp: Inputs) -> None:
 
 
 def _augmentation(card: Card, inp: Inputs) -> None:
-    preview = inp.figures.get("augment_preview.png")
-    if preview is None:
+    if inp.preview is None:
         return
     aug = inp.params.get("augment", {})
     card.add(
@@ -314,17 +339,37 @@ def _augmentation(card: Card, inp: Inputs) -> None:
         + "); validation and test images are never augmented.",
         "",
     )
-    card.image(preview, "augment_preview", "augmentation preview", photo=True)
+    card.link(inp.preview, "augmentation preview")
 
 
 def _galleries(card: Card, inp: Inputs) -> None:
-    for gallery, images in inp.galleries:
-        if not images:
+    for content in inp.galleries:
+        if not content.images:
             continue
+        gallery = content.gallery
         card.add(f"## {gallery.title}", "", gallery.intro, "")
-        for path in images:
+        if content.metrics:
+            rows = [[md.code(k), md.fmt(v, ".4g")] for k, v in _flat(content.metrics)]
+            card.add(*md.table(["metric", "value"], rows, "lr"), "")
+        for path in content.images:
             card.add(f"`{path.name}`:", "")
-            card.image(path, f"{gallery.folder.name}-{path.stem}", path.stem, photo=True)
+            card.link(path, path.stem)
+
+
+def _flat(metrics: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """``{"style": {"a": 1}}`` -> ``[("a", 1)]``: one stage's metrics without its top key."""
+    if len(metrics) == 1 and not prefix:
+        (only,) = metrics.values()
+        if isinstance(only, Mapping):
+            return _flat(only, ".")
+    out: list[tuple[str, Any]] = []
+    for key, value in metrics.items():
+        name = key if prefix in ("", ".") else f"{prefix}.{key}"
+        if isinstance(value, Mapping):
+            out += _flat(value, name)
+        elif not isinstance(value, list):
+            out.append((name, value))
+    return out
 
 
 def _unknown(card: Card, inp: Inputs) -> None:
@@ -384,10 +429,10 @@ def _limits(card: Card, inp: Inputs) -> None:
     card.add("## Known limits", "", *lines, "")
 
 
-def build(inp: Inputs, image_dir: Path, link_prefix: str) -> str:
-    """The card's Markdown; images are written into ``image_dir`` and linked as
-    ``<link_prefix><file>`` (the path from the card to that folder)."""
-    card = Card(image_dir, link_prefix)
+def build(inp: Inputs, report_dir: Path, image_dir: Path) -> str:
+    """The card's Markdown, to be written into ``report_dir``; the DVC-cached images it shows
+    are copied into ``image_dir``, every link is relative to ``report_dir``."""
+    card = Card(report_dir, image_dir)
     _summary(card, inp)
     _data(card, inp)
     _leaderboard(card, inp)
@@ -400,8 +445,9 @@ def build(inp: Inputs, image_dir: Path, link_prefix: str) -> str:
 
 
 def gallery_images(folder: Path) -> list[Path]:
-    """The images of an optional section, sorted (``overview.png`` first)."""
+    """The images at the top of an optional stage's folder, sorted (``overview.png`` first);
+    sub-folders (every single result, curves) are left to the stage's own report."""
     if not folder.is_dir():
         return []
-    found = [p for p in folder.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg"}]
+    found = [p for p in folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"}]
     return sorted(found, key=lambda p: (p.stem != "overview", p.as_posix()))

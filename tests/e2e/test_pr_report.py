@@ -66,9 +66,8 @@ def test_run_report_links_images_that_exist(project: Path) -> None:
     for section in ("## Data", "## Leaderboard", "## The chosen model", '## The "unknown" answer'):
         assert section in text
     links = image_links(text)
-    assert {"report/confusion.png", "report/mistakes.jpg", "report/augment_preview.jpg"} <= set(
-        links
-    )
+    assert {"report/confusion.png", "report/mistakes.jpg", "augment/preview.png"} <= set(links)
+    assert "filters/overview.png" in links  # the filters stage's grids, linked where they are
     for link in links:
         assert (project / "reports" / link).is_file(), link
     tracked = git(project, "ls-files", "reports/report.md", "reports/report").split()

@@ -50,7 +50,6 @@ def _inputs(tmp_path: Path, **changes: object) -> mc.Inputs:
         "confusion.png": _png(tmp_path / "fig" / "confusion.png"),
         "misclassified.png": _png(tmp_path / "fig" / "misclassified.png"),
         "learning_curves.png": _png(tmp_path / "fig" / "learning_curves.png"),
-        "augment_preview.png": _png(tmp_path / "fig" / "preview.png"),
     }
     base = {
         "params": {
@@ -90,6 +89,7 @@ def _inputs(tmp_path: Path, **changes: object) -> mc.Inputs:
             }
         ),
         "figures": figures,
+        "preview": _png(tmp_path / "reports" / "augment" / "preview.png"),
     }
     base.update(changes)
     return mc.Inputs(**base)  # type: ignore[arg-type]
@@ -97,7 +97,7 @@ def _inputs(tmp_path: Path, **changes: object) -> mc.Inputs:
 
 def _card(tmp_path: Path, inputs: mc.Inputs) -> tuple[str, Path]:
     images = tmp_path / "reports" / "report"
-    text = mc.build(inputs, images, link_prefix="report/")
+    text = mc.build(inputs, tmp_path / "reports", images)
     return text, images
 
 
@@ -116,15 +116,16 @@ def test_the_card_has_every_section_and_its_images_exist(tmp_path: Path) -> None
     assert "macro-F1 0.955 [0.88, 1.00]" in text
     assert "embedded synthetic sample" in text
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert links == [
+    assert links == [  # the chosen model's figures are copied, the preview is linked in place
         "report/confusion.png",
         "report/mistakes.jpg",
         "report/learning_curves.png",
-        "report/augment_preview.jpg",
+        "augment/preview.png",
     ]
-    for link in links:
+    for link in links[:3]:
         with Image.open(images.parent / link) as img:
             assert img.width == 900  # shrunk from 1200 px
+    assert (images.parent / links[3]).is_file()
     assert "| `g1` | `Ada_1`, `Ada_2` | train |" in text  # near-duplicate group, not g2
     assert "| `images/Ada/x\\|y.jpg` | truncated | cut |" in text  # a pipe kept in its cell
     assert "overlap (`style_stats` [1.00, 1.00] and `vgg16` [0.80, 1.00])" in text
@@ -137,21 +138,38 @@ def test_optional_sections_appear_only_with_their_images(tmp_path: Path) -> None
     text, _ = _card(tmp_path, _inputs(tmp_path))
     assert "## Style transfer" not in text and "## What the filters see" not in text
 
-    filters = tmp_path / "reports" / "filters"
-    _png(filters / "layer_1.png")
-    _png(filters / "overview.png")
-    galleries = [(g, mc.gallery_images(tmp_path / g.folder)) for g in mc.GALLERIES]
+    reports = tmp_path / "reports"
+    _png(reports / "filters" / "layer_1.png")
+    _png(reports / "filters" / "overview.png")
+    _png(reports / "filters" / "results" / "deep.png")  # sub-folders are the stage's own
+    _png(reports / "style" / "Ada_Brush.png")
+    galleries = [
+        mc.GalleryContent(
+            g,
+            mc.gallery_images(tmp_path / g.folder),
+            {"style": {"attributed_gatys": 0.666667, "style_loss": 3779.7}}
+            if g.folder.name == "style"
+            else None,
+        )
+        for g in mc.GALLERIES
+    ]
     figures = dict(_inputs(tmp_path).figures)
-    figures["gradcam_overlay.png"] = _png(tmp_path / "fig" / "gradcam_overlay.png")
-    text, images = _card(
-        tmp_path / "second", _inputs(tmp_path, galleries=galleries, figures=figures)
-    )
-    assert "## What the filters see" in text and "## Style transfer" not in text
-    shown = re.findall(r"\(report/(filters-[^)]+)\)", text)
-    assert shown == ["filters-overview.jpg", "filters-layer_1.jpg"]  # the overview first
-    assert "### More figures" in text and "report/figure-gradcam_overlay.jpg" in text
-    for name in shown:
-        assert (images / name).is_file()
+    figures["explain_mistakes.png"] = _png(tmp_path / "fig" / "explain_mistakes.png")
+    figures["extra_plot.png"] = _png(tmp_path / "fig" / "extra_plot.png")
+    text, images = _card(tmp_path, _inputs(tmp_path, galleries=galleries, figures=figures))
+    assert "## What the filters see" in text and "## Style transfer" in text
+    assert "## Genre" not in text  # no images: no section
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert [x for x in links if x.startswith("filters/")] == [
+        "filters/overview.png",  # the overview first, then the layers; results/ left out
+        "filters/layer_1.png",
+    ]
+    assert "style/Ada_Brush.png" in links
+    assert "| `attributed_gatys` | 0.6667 |" in text and "| `style_loss` | 3780 |" in text
+    assert "Grad-CAM" in text and "report/explain_mistakes.jpg" in links
+    assert "### More figures" in text and "report/figure-extra_plot.jpg" in links
+    for link in links:
+        assert (images.parent / link).is_file(), link
 
 
 def test_a_failed_validation_and_no_package_are_said(tmp_path: Path) -> None:
