@@ -14,7 +14,7 @@ export BENTOML_DO_NOT_TRACK := true
 export TF_CPP_MIN_LOG_LEVEL := 3
 export KERAS_BACKEND := tensorflow
 
-.PHONY: install repro test lint format clean bento serve plots-template params-format readme-dag
+.PHONY: install repro test lint format clean bento serve report plots-template params-format readme-dag
 
 BENTO_MODEL := models/bento/artist-id.tar
 
@@ -31,6 +31,10 @@ repro: install  ## run the whole DVC pipeline (offline, on the embedded sample b
 
 test: install  ## the whole test suite (unit, data, model, service, e2e)
 	$(BIN)/python -m pytest
+
+BASE ?= main
+report: install  ## compare the workspace's experiment with BASE (a git revision): reports/pr/report.md
+	$(BIN)/python -m artist_id.report --base "$(BASE)" $(if $(RUN_URL),--run-url "$(RUN_URL)")
 
 bento: install  ## import the packaged model into the BentoML store and build the Bento
 	@test -f $(BENTO_MODEL) || { echo "$(BENTO_MODEL) is missing: run 'make repro' first" >&2; exit 1; }

@@ -2,12 +2,14 @@
 
 Writes reports/evaluate/<model>/: metrics.json (dvclive; the DVC metrics: the headline numbers
 of val and test under the model's name, ``{"<model>": {"val": {...}, "test": {...}}}``, so the
-names are unique across models and `dvc exp show` needs no file paths in its columns),
-details.json (everything else: per-class report, weighted F1, top-2, n, majority baseline),
-confusion.json (DVC ``confusion`` template, test set), predictions.csv (per-image
-probabilities, val and test) and figures/ (normalised confusion matrix, misclassified test
-images, learning curves, and heat maps of where the model looked for its most confident
-mistakes and right answers).
+names are unique across models and `dvc exp show` needs no file paths in its columns, each
+with its 95 % bootstrap interval ``<metric>_ci: [lo, hi]``, a list DVC's tables skip),
+details.json (everything else: per-class report, weighted F1, top-2, n, majority baseline,
+and the intervals again), confusion.json (DVC ``confusion`` template, test set),
+predictions.csv (one compact row per val/test image, committed to git so that a PR report
+can pair two revisions image by image) and figures/ (normalised confusion matrix,
+misclassified test images, learning curves, and heat maps of where the model looked for its
+most confident mistakes and right answers).
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ def main() -> None:
     from dvclive import Live
 
     from artist_id import evaluation as ev
+    from artist_id import predictions as pr
     from artist_id.models import ModelFileError, load_model
     from artist_id.training import load_split, predict
+    from artist_id.uncertainty import bootstrap_intervals
 
     stage.expect(ModelFileError)
     classes = stage.read_json(PROCESSED / "classes.json")["classes"]
@@ -47,23 +51,30 @@ def main() -> None:
     live = Live(dir=str(out), save_dvc_exp=False, dvcyaml=None)
     predictions = []
     results = {}
+    boot = params.evaluate
     for split in ("val", "test"):
-        data = load_split(PROCESSED / split / "index.csv")
+        index = PROCESSED / split / "index.csv"
+        data = load_split(index)
+        image_ids = pd.read_csv(index, dtype={"image_id": str})["image_id"]
         proba = predict(model, data)
         metrics = ev.classification_metrics(data.labels, proba, classes)
         ev.log_metrics(live, ev.headline(metrics), f"{name}/{split}")
-        results[split] = (data, proba, metrics)
-        frame = pd.DataFrame(proba.round(6), columns=[f"p_{c}" for c in classes])
-        frame.insert(0, "predicted", proba.argmax(axis=1))
-        frame.insert(0, "label", data.labels)
-        frame.insert(0, "path", data.paths)
-        frame.insert(0, "split", split)
-        predictions.append(frame)
+        intervals = bootstrap_intervals(
+            data.labels,
+            proba.argmax(axis=1),
+            n_resamples=boot.bootstrap_resamples,
+            confidence=boot.confidence,
+            seed=params.base.seed,
+        )
+        ev.log_intervals(live, intervals, f"{name}/{split}")
+        metrics.update({f"{m}_ci": [lo, hi] for m, (lo, hi) in intervals.items()})
+        results[split] = (data, proba, metrics, intervals)
+        predictions.append(pr.table(split, list(image_ids), data.labels, proba, classes))
     live.end()
     stage.write_json(out / "details.json", {split: results[split][2] for split in results})
-    pd.concat(predictions).to_csv(out / "predictions.csv", index=False)
+    pr.to_csv(predictions, out / "predictions.csv")
 
-    data, proba, metrics = results["test"]
+    data, proba, metrics, intervals = results["test"]
     predicted = proba.argmax(axis=1)
     stage.write_json(out / "confusion.json", ev.confusion_records(data.labels, predicted, classes))
     ev.plot_confusion(
@@ -98,11 +109,12 @@ def main() -> None:
     ev.plot_learning_curves(history, figures / "learning_curves.png", title=f"{name}: training")
     val = results["val"][2]
     log.info(
-        "%s: val macro-F1 %.3f | test macro-F1 %.3f, balanced acc %.3f, acc %.3f "
+        "%s: val macro-F1 %.3f | test macro-F1 %.3f %s, balanced acc %.3f, acc %.3f "
         "(majority baseline macro-F1 %.3f) | %d misclassified shown, %d heat maps",
         name,
         val["macro_f1"],
         metrics["macro_f1"],
+        intervals["macro_f1"],
         metrics["balanced_accuracy"],
         metrics["accuracy"],
         metrics["majority_baseline"]["macro_f1"],

@@ -145,6 +145,8 @@ class EvaluateParams:
     misclassified: int
     explain_mistakes: int  # heat-map overlays of the most confident test mistakes
     explain_correct: int  # ... and of the most confident right answers, per class
+    bootstrap_resamples: int = 1000  # resamples behind each metric's interval
+    confidence: float = 0.95  # level of the bootstrap intervals
 
 
 @dataclass(frozen=True)
@@ -404,6 +406,9 @@ def _check_ranges(p: Params) -> None:
         p.evaluate.explain_mistakes >= 0 and p.evaluate.explain_correct >= 0,
         "evaluate.explain_mistakes and evaluate.explain_correct must be >= 0",
     )
+    need(p.evaluate.misclassified >= 0, "evaluate.misclassified must be >= 0")
+    need(p.evaluate.bootstrap_resamples >= 100, "evaluate.bootstrap_resamples must be >= 100")
+    need(0.5 <= p.evaluate.confidence < 1.0, "evaluate.confidence must be in [0.5, 1)")
     need(len(p.train.models) >= 1, "train.models needs at least one model")
     for name in p.train.models:
         if name not in MODEL_NAMES:

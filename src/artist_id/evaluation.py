@@ -226,6 +226,21 @@ def log_metrics(live: Live, metrics: dict[str, Any], prefix: str, *, plot: bool 
         live.log_metric(name, value, plot=plot)
 
 
+def log_intervals(live: Live, intervals: Mapping[str, Sequence[float]], prefix: str) -> None:
+    """Put ``<prefix>/<metric>_ci: [lo, hi]`` next to the point values in ``metrics.json``.
+
+    dvclive's ``log_metric`` takes scalars only; its ``summary`` is documented as editable
+    and is what ``live.end()`` writes. DVC's ``metrics show`` / ``exp show`` skip lists, so
+    the intervals do not widen the experiment table.
+    """
+    node = live.summary
+    for part in (_metric_part(p) for p in prefix.strip("/").split("/") if p):
+        node = node.setdefault(part, {})
+    for metric in sorted(intervals):
+        low, high = intervals[metric]
+        node[f"{_metric_part(metric)}_ci"] = [_r(low), _r(high)]
+
+
 def confusion_records(
     y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]
 ) -> list[dict[str, str]]:

@@ -1,7 +1,9 @@
 """The ``leaderboard`` stage's library: models ranked by a *validation* metric.
 
 Test metrics are shown, never used to choose (that would leak the test set into model
-selection). :func:`rank_models` orders the rows, :func:`leaderboard_markdown` renders them.
+selection). :func:`rank_models` orders the rows, :func:`leaderboard_markdown` renders them
+with the evaluate stage's bootstrap intervals, and :func:`overlap_sentence` says whether the
+validation set can tell the top two apart.
 """
 
 from __future__ import annotations
@@ -80,6 +82,23 @@ def _get(row: Mapping[str, Any], *keys: str) -> Any:
     return value
 
 
+def _interval(value: Any) -> tuple[float, float] | None:
+    if isinstance(value, list | tuple) and len(value) == 2:
+        lo, hi = _number(value[0]), _number(value[1])
+        if not (math.isnan(lo) or math.isnan(hi)):
+            return lo, hi
+    return None
+
+
+def _cell(row: Mapping[str, Any], path: tuple[str, ...], spec: str) -> str:
+    """The value, and its interval when metrics.json has one (``<metric>_ci``)."""
+    text = _fmt(_get(row, *path), spec)
+    ci = _interval(_get(row, *path[:-1], f"{path[-1]}_ci")) if path else None
+    if ci is None or text == "–":
+        return text
+    return f"{_fmt(_get(row, *path), '.3f')} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
 _COLUMNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("val macro-F1", ("val", "macro_f1"), ".4f"),
     ("val balanced acc.", ("val", "balanced_accuracy"), ".4f"),
@@ -106,7 +125,8 @@ def leaderboard_markdown(ranked: Sequence[dict[str, Any]], metric: str) -> str:
         "",
         f"Models ranked by validation `{metric}` "
         f"({'lower' if metric in LOWER_IS_BETTER else 'higher'} is better); "
-        "test metrics are reported, never used to choose.",
+        "test metrics are reported, never used to choose. Brackets: 95 % bootstrap "
+        "intervals over the images of the split (the evaluate stage's `<metric>_ci`).",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---:", "---"] + ["---:"] * len(columns)) + "|",
@@ -114,7 +134,7 @@ def leaderboard_markdown(ranked: Sequence[dict[str, Any]], metric: str) -> str:
     for row in ranked:
         model = str(row.get("model", "")).replace("|", "\\|")
         cells = [str(row.get("rank", "")), f"`{model}`"]
-        cells += [_fmt(_get(row, *path), spec) for _, path, spec in columns]
+        cells += [_cell(row, path, spec) for _, path, spec in columns]
         lines.append("| " + " | ".join(cells) + " |")
 
     best = ranked[0]
@@ -136,7 +156,33 @@ def leaderboard_markdown(ranked: Sequence[dict[str, Any]], metric: str) -> str:
             f"On test its macro-F1 is {test_f1:.4f} against {base_f1:.4f} for the "
             f"majority baseline{always}: it {verdict}."
         )
+    sentence = overlap_sentence(ranked, metric)
+    if sentence:
+        lines += ["", sentence]
     return "\n".join(lines) + "\n"
+
+
+def overlap_sentence(ranked: Sequence[Mapping[str, Any]], metric: str) -> str | None:
+    """Whether the top two models' validation intervals of ``metric`` overlap, in words;
+    None when there is no second model or no interval."""
+    if len(ranked) < 2:
+        return None
+    first, second = ranked[0], ranked[1]
+    a = _interval(_get(first, "val", f"{metric}_ci"))
+    b = _interval(_get(second, "val", f"{metric}_ci"))
+    if a is None or b is None:
+        return None
+    pair = (
+        f"`{first.get('model')}` [{a[0]:.2f}, {a[1]:.2f}] and "
+        f"`{second.get('model')}` [{b[0]:.2f}, {b[1]:.2f}]"
+    )
+    what = f"The top two models' validation {metric} intervals"
+    if max(a[0], b[0]) <= min(a[1], b[1]):
+        return (
+            f"{what} overlap ({pair}): the validation set cannot tell them apart, the choice "
+            "rests on the tie-breaks; a larger validation set (or cross-validation) would."
+        )
+    return f"{what} do not overlap ({pair}): the validation set separates them."
 
 
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1")

@@ -94,22 +94,22 @@ def validation_confidence(
     predictions_csv: Path, classes: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-1 probability and correctness of each validation prediction of the evaluate stage."""
-    import pandas as pd
+    from artist_id import predictions
 
-    frame = pd.read_csv(predictions_csv)
-    columns = [f"p_{c}" for c in classes]
-    missing = [c for c in ["split", "label", *columns] if c not in frame.columns]
-    if missing:
-        raise PackagingError(f"{predictions_csv} lacks column(s) {missing}")
+    try:
+        frame = predictions.read(predictions_csv)
+    except predictions.PredictionsError as exc:
+        raise PackagingError(str(exc)) from None
     val = frame[frame["split"] == "val"]
     if val.empty:
         raise PackagingError(f"{predictions_csv} has no validation rows (split == 'val')")
-    proba = val[columns].to_numpy(dtype=np.float64)
-    labels = val["label"].to_numpy(dtype=np.int64)
-    if labels.min() < 0 or labels.max() >= len(classes):
-        raise PackagingError(f"{predictions_csv}: labels outside 0..{len(classes) - 1}")
-    top1 = proba.max(axis=1)
-    correct = proba.argmax(axis=1) == labels
+    unknown = sorted(set(val["label"]) - set(classes))
+    if unknown:
+        raise PackagingError(
+            f"{predictions_csv}: labels {unknown} are not among the classes {list(classes)}"
+        )
+    top1 = val["p_predicted"].to_numpy(dtype=np.float64)
+    correct = (val["predicted"] == val["label"]).to_numpy(dtype=bool)
     return top1, correct
 
 

@@ -13,7 +13,17 @@ import yaml
 
 from tests.conftest import REPO
 
-COPY = ["dvc.yaml", "params.yaml", "pyproject.toml", "stages", "src", ".dvcignore", "photos"]
+COPY = [
+    "dvc.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    "constraints.txt",
+    "Makefile",
+    "stages",
+    "src",
+    ".dvcignore",
+    "photos",
+]
 
 
 def tiny_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -15,18 +15,14 @@ import pytest
 
 from tests import browser
 from tests.conftest import REPO
-from tests.e2e.project import commit, dvc, env_for, git, make_project, ran, set_params
+from tests.e2e.project import dvc, env_for, git, ran, set_params
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = make_project(tmp_path_factory.mktemp("models"))
-    proc = dvc(root, "repro")
-    root.joinpath(".repro-ran").write_text("\n".join(sorted(ran(proc))))
-    commit(root, "first run")
-    return root
+@pytest.fixture
+def project(trained_project: Path) -> Path:
+    return trained_project  # one pipeline run for every e2e module (tests/e2e/conftest.py)
 
 
 def restore(root: Path) -> None:
@@ -201,6 +197,7 @@ def test_readme_experiment_runs_one_model_and_its_table_fits_160_columns(project
         "leaderboard",
         "package",
         "style",
+        "report",
     }
     after = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True)
     assert after.stdout == before.stdout  # --temp: the workspace is untouched

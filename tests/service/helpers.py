@@ -24,6 +24,7 @@ from PIL import Image
 
 # localserve imports nothing of BentoML: safe before BENTOML_HOME is set below
 from artist_id import localserve
+from artist_id import predictions as pr
 from artist_id.localserve import Server
 
 # Before any BentoML store access (the store path is resolved lazily, on first use).
@@ -102,14 +103,9 @@ def make_project(root: Path) -> Project:
     model, val_x = _train_tiny_model(root / "models" / "best" / "model.keras")
     proba = np.asarray(model.predict(val_x, verbose=0))  # type: ignore[attr-defined]
     val_y = _val_labels(proba)
-    rows = ["split,path,label,predicted," + ",".join(f"p_{c}" for c in CLASSES)]
-    for i, (p, y) in enumerate(zip(proba, val_y, strict=True)):
-        probs = ",".join(f"{v:.6f}" for v in p)
-        rows.append(f"val,data/processed/val/{i}.png,{y},{int(p.argmax())},{probs}")
-        rows.append(f"test,data/processed/test/{i}.png,{y},{int(p.argmax())},{probs}")
+    ids = [f"img_{i}" for i in range(len(val_y))]
     predictions = root / "reports" / "evaluate" / "cnn_small" / "predictions.csv"
-    predictions.parent.mkdir(parents=True)
-    predictions.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    pr.to_csv([pr.table(s, ids, val_y, proba, CLASSES) for s in ("val", "test")], predictions)
     metrics = {"accuracy": 0.5, "balanced_accuracy": 0.5, "macro_f1": 0.4}
     (root / "models" / "best.json").write_text(
         json.dumps(

@@ -72,14 +72,15 @@ def test_threshold_target_must_be_a_precision(target: float) -> None:
 
 def test_validation_confidence_reads_only_val_rows(tmp_path: Path) -> None:
     csv = tmp_path / "predictions.csv"
-    header = "split,path,label,predicted," + ",".join(f"p_{c}" for c in CLASSES)
+    header = "split,image_id,label,predicted,p_predicted,p_label"
+    a, b, c = CLASSES[:3]
     csv.write_text(
         "\n".join(
             [
                 header,
-                "val,a.png,0,0,0.7,0.2,0.1",
-                "val,b.png,2,1,0.1,0.6,0.3",
-                "test,c.png,1,1,0.0,1.0,0.0",
+                f"val,a,{a},{a},0.7,0.7",  # right, top-1 0.7
+                f"val,b,{c},{b},0.6,0.3",  # wrong, top-1 0.6
+                f"test,c,{b},{b},1.0,1.0",  # test rows never count
             ]
         )
         + "\n",
@@ -87,8 +88,11 @@ def test_validation_confidence_reads_only_val_rows(tmp_path: Path) -> None:
     )
     top1, correct = pk.validation_confidence(csv, CLASSES)
     assert top1.tolist() == [0.7, 0.6] and correct.tolist() == [True, False]
+    with pytest.raises(pk.PackagingError, match="not among the classes"):
+        pk.validation_confidence(csv, CLASSES[:2])
+    csv.write_text("split,path,label\nval,a.png,0\n", encoding="utf-8")
     with pytest.raises(pk.PackagingError, match="lacks column"):
-        pk.validation_confidence(csv, [*CLASSES, "Frida Kahlo"])
+        pk.validation_confidence(csv, CLASSES)
 
 
 # -------------------------------------------------------------------------------- artists

@@ -117,3 +117,55 @@ def test_leaderboard_markdown_names_the_best_model() -> None:
     assert len({line.count("|") for line in table}) == 1  # same column count everywhere
     low = lb.rank_models([_row("cnn_small", 0.6, test_f1=0.15)], "macro_f1")
     assert "does NOT beat it (short by 0.0500)" in lb.leaderboard_markdown(low, "macro_f1")
+
+
+# ------------------------------------------------------------------ intervals
+
+
+def _with_ci(row: dict[str, Any], val: tuple[float, float], test: tuple[float, float]) -> dict:
+    row["val"]["macro_f1_ci"] = list(val)
+    row["test"]["macro_f1_ci"] = list(test)
+    return row
+
+
+def test_markdown_shows_intervals_next_to_values() -> None:
+    ranked = lb.rank_models([_with_ci(_row("vgg16", 0.8), (0.61, 0.93), (0.4, 0.6))], "macro_f1")
+    text = lb.leaderboard_markdown(ranked, "macro_f1")
+    assert "| 0.800 [0.61, 0.93] |" in text  # val macro-F1
+    assert "| 0.500 [0.40, 0.60] |" in text  # test macro-F1
+    assert "| 0.5000 |" in text  # no interval: the value alone, as before
+
+
+def test_overlapping_top_two_are_called_indistinguishable() -> None:
+    rows = [
+        _with_ci(_row("vgg16", 0.8), (0.6, 0.9), (0.4, 0.6)),
+        _with_ci(_row("cnn", 0.7), (0.5, 0.85), (0.4, 0.6)),
+        _with_ci(_row("tiny", 0.1), (0.0, 0.2), (0.0, 0.2)),
+    ]
+    ranked = lb.rank_models(rows, "macro_f1")
+    sentence = lb.overlap_sentence(ranked, "macro_f1")
+    assert (
+        sentence is not None and "overlap (`vgg16` [0.60, 0.90] and `cnn` [0.50, 0.85])" in sentence
+    )
+    assert "cannot tell them apart" in sentence
+    assert sentence in lb.leaderboard_markdown(ranked, "macro_f1")
+
+
+def test_separated_top_two_are_said_to_be_separated() -> None:
+    rows = [
+        _with_ci(_row("vgg16", 0.95), (0.9, 1.0), (0.4, 0.6)),
+        _with_ci(_row("cnn", 0.5), (0.3, 0.7), (0.4, 0.6)),
+    ]
+    sentence = lb.overlap_sentence(lb.rank_models(rows, "macro_f1"), "macro_f1")
+    assert sentence is not None and "do not overlap" in sentence
+
+
+def test_no_overlap_sentence_without_intervals_or_a_second_model() -> None:
+    assert (
+        lb.overlap_sentence(
+            lb.rank_models([_row("a", 0.5), _row("b", 0.4)], "macro_f1"), "macro_f1"
+        )
+        is None
+    )
+    one = lb.rank_models([_with_ci(_row("a", 0.5), (0.4, 0.6), (0.4, 0.6))], "macro_f1")
+    assert lb.overlap_sentence(one, "macro_f1") is None
