@@ -634,7 +634,11 @@ def plan(params: Params, processed: Path, manifest_csv: Path) -> list[Consumer]:
         if refs is None:
             refs = processed_images(processed)
         consumers.append(Consumer(name, spec, taps, refs))
-    if params.features.paintings:
+    if not params.features.paintings:
+        # the folder still exists, so a stage that reads it fails with this reason
+        reason = "features.paintings is false: set it to true to store every painting"
+        consumers.append(Consumer(PAINTINGS, None, reason=reason))
+    else:
         ss = tp.style_stats
         spec = trunk_spec(ss.weights, size, ss.image_size)
         taps = model_taps("style_stats", ss.layers)

@@ -281,3 +281,36 @@ def test_a_store_for_other_taps_is_refused_for_a_model(
     assert ok is not None and ok.taps == STATS
     with pytest.raises(FeatureStoreError, match="another trunk or taps"):
         fx.stored_for_model("style_stats", "hed-bsds500", ("block2_conv2",), SIZE, None, tmp_path)
+
+
+# --------------------------------------------------------------------------------- plan
+
+
+def test_plan_stores_frozen_vgg16_models_and_says_why_not_for_the_others(tmp_path: Path) -> None:
+    import dataclasses
+
+    from artist_id.config import load_params
+    from tests.conftest import REPO
+
+    params = load_params(REPO / "params.yaml")
+    for split in ("train", "val", "test"):
+        (tmp_path / split).mkdir()
+        (tmp_path / split / "index.csv").write_text(f"path,image_id\np/{split}.png,{split}\n")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,image_id,status\nraw/a.jpg,a,ok\nraw/b.jpg,b,quarantined\n")
+    consumers = {c.name: c for c in fx.plan(params, tmp_path, manifest)}
+    assert set(consumers) == {*params.train.models, "paintings"}
+    assert consumers["vgg16"].taps == ("gap:block5_pool",)
+    assert [r.path for r in consumers["vgg16"].images] == ["p/test.png", "p/train.png", "p/val.png"]
+    assert consumers["style_stats"].trunk == consumers["vgg16"].trunk  # one pass serves both
+    assert (
+        consumers["cnn_small"].trunk is None
+        and "trains from images" in consumers["cnn_small"].reason
+    )
+    assert [r.path for r in consumers["paintings"].images] == ["raw/a.jpg"]  # usable only
+
+    off = dataclasses.replace(
+        params, features=dataclasses.replace(params.features, paintings=False)
+    )
+    paintings = {c.name: c for c in fx.plan(off, tmp_path, manifest)}["paintings"]
+    assert paintings.trunk is None and "features.paintings is false" in paintings.reason
