@@ -49,7 +49,7 @@ def test_five_real_artists_train_from_the_store(tmp_path: Path) -> None:
     assert store["images"] == len(split)  # copies 0: every processed image once
     assert not json.loads((root / "data/features/paintings/store.json").read_text())["stored"]
     for model in ("vgg16", "style_stats"):
-        metrics = json.loads((root / f"reports/evaluate/{model}/metrics.json").read_text())
-        assert set(metrics["test"]["per_class"]) == FIVE
+        details = json.loads((root / f"reports/evaluate/{model}/details.json").read_text())
+        assert set(details["test"]["per_class"]) == FIVE
         confusion = json.loads((root / f"reports/evaluate/{model}/confusion.json").read_text())
         assert len(confusion) == (split["split"] == "test").sum()
