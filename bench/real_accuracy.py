@@ -4,8 +4,7 @@ Run after ``dvc repro features`` (and, for the pipeline rows, ``dvc repro evalua
 real-data configuration, e.g. ``../shared/real-dev`` with ``select.min_paintings=100``.
 Everything reads the feature store, so each line costs seconds, not a trunk pass:
 
-* the pipeline's own models (``reports/evaluate/<m>/predictions.csv``) and their ensemble
-  (mean of the probabilities of the models given with ``--ensemble``);
+* the pipeline's own models (``reports/evaluate/<m>/predictions.csv``), those of ``--models``;
 * a plain L2 logistic regression (C chosen on validation macro-F1) on the stored
   ``paintings`` taps of the *original* training paintings: channel statistics, the block5
   average, both, the statistics reduced with PCA;
@@ -15,7 +14,7 @@ Everything reads the feature store, so each line costs seconds, not a trunk pass
 Test macro-F1 with a 95 % percentile bootstrap interval over test paintings (2,000 resamples,
 ``scipy.stats.bootstrap``; a local helper until the evaluation module has one).
 
-    .venv/bin/python bench/real_accuracy.py [--project .] [--ensemble style_stats vgg16]
+    .venv/bin/python bench/real_accuracy.py [--project .] [--models style_stats vgg16]
 """
 
 from __future__ import annotations
@@ -107,37 +106,28 @@ def logistic(
 
 
 def pipeline_rows(data: Data, models: Sequence[str]) -> None:
-    probs = []
+    """The pipeline's own models from their predictions.csv (split, label, predicted, ...)."""
     for m in models:
         file = data.project / "reports/evaluate" / m / "predictions.csv"
         if not file.is_file():
             print(f"  (no {file})")
             continue
         frame = pd.read_csv(file)
-        cols = [f"p_{c}" for c in data.classes]
         val, test = frame[frame["split"] == "val"], frame[frame["split"] == "test"]
-        val_f1 = f1_score(val["label"], val[cols].to_numpy().argmax(1), average="macro")
-        line(f"pipeline {m}", test["label"].to_numpy(), test[cols].to_numpy().argmax(1), val_f1)
-        probs.append((val[cols].to_numpy(), test[cols].to_numpy(), test["label"].to_numpy()))
-    if len(probs) > 1:
-        val_p = np.mean([p[0] for p in probs], axis=0)
-        test_p = np.mean([p[1] for p in probs], axis=0)
-        val_y = pd.read_csv(data.project / "reports/evaluate" / models[0] / "predictions.csv")
-        val_y = val_y[val_y["split"] == "val"]["label"].to_numpy()
-        val_f1 = f1_score(val_y, val_p.argmax(1), average="macro")
-        line(f"ensemble {'+'.join(models)} (mean prob.)", probs[0][2], test_p.argmax(1), val_f1)
+        val_f1 = f1_score(val["label"], val["predicted"], average="macro")
+        line(f"pipeline {m}", test["label"].to_numpy(), test["predicted"].to_numpy(), val_f1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=Path())
-    parser.add_argument("--ensemble", nargs="*", default=["style_stats", "vgg16"])
+    parser.add_argument("--models", nargs="*", default=["style_stats", "vgg16"])
     args = parser.parse_args()
     data = Data(args.project)
     counts = {s: len(p) for s, p in data.parts.items()}
     print(f"{args.project}: {len(data.classes)} classes, {counts} paintings")
     print(f"  trunk: {dict(data.paint.trunk)}")
-    pipeline_rows(data, args.ensemble)
+    pipeline_rows(data, args.models)
     stats_taps = data.paint.style_taps
     splits = ("train", "val", "test")
     stats = {s: data.x(s, stats_taps) for s in splits}
