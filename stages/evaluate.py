@@ -37,12 +37,13 @@ def main() -> None:
     from dvclive import Live
 
     from artist_id import evaluation as ev
+    from artist_id import features
     from artist_id import predictions as pr
     from artist_id.models import ModelFileError, load_model
-    from artist_id.training import load_split, predict
+    from artist_id.training import load_split, predict, predict_from_store
     from artist_id.uncertainty import bootstrap_intervals
 
-    stage.expect(ModelFileError)
+    stage.expect(ModelFileError, features.FeatureStoreError)
     classes = stage.read_json(PROCESSED / "classes.json")["classes"]
     model = load_model(Path("models/zoo") / name / "model.keras", num_classes=len(classes))
     out = stage.fresh_dir(Path("reports/evaluate") / name)
@@ -52,11 +53,17 @@ def main() -> None:
     predictions = []
     results = {}
     boot = params.evaluate
+    mp = params.train.model(name)
+    fine_tuned = mp.fine_tune_layers > 0 and mp.fine_tune_epochs > 0
+    store = None if fine_tuned else features.for_model(params.train, name, params.base.image_size)
     for split in ("val", "test"):
         index = PROCESSED / split / "index.csv"
         data = load_split(index)
         image_ids = pd.read_csv(index, dtype={"image_id": str})["image_id"]
-        proba = predict(model, data)
+        if store is not None:  # the frozen trunk already ran on these images: the head alone
+            proba = predict_from_store(model, store, data.paths, data.image_size)
+        else:
+            proba = predict(model, data, desc=f"predict:{split}")
         metrics = ev.classification_metrics(data.labels, proba, classes)
         ev.log_metrics(live, ev.headline(metrics), f"{name}/{split}")
         intervals = bootstrap_intervals(

@@ -27,11 +27,12 @@ def main() -> None:
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
+    from artist_id import features
     from artist_id.models import WeightsError, save_model
     from artist_id.seeding import seed_everything
     from artist_id.training import load_split, train_model
 
-    stage.expect(WeightsError)
+    stage.expect(WeightsError, features.FeatureStoreError)
     seed_everything(params.base.seed)
     classes = stage.read_json(PROCESSED / "classes.json")
     names = classes["classes"]
@@ -47,6 +48,11 @@ def main() -> None:
         len(names),
         mp.weights,
     )
+    store = features.for_model(params.train, name, train.image_size)
+    stored = None
+    if store is not None:
+        stored = (store.rows(train.paths), store.rows(val.paths))
+        log.info("%s: trunk features from the feature store (%s)", name, features.ROOT / name)
     out = stage.fresh_dir(Path("models/zoo") / name)
     reports = stage.fresh_dir(Path("reports/train") / name)
     live = Live(dir=str(reports), save_dvc_exp=False, dvcyaml=None)
@@ -59,6 +65,7 @@ def main() -> None:
         class_weight,
         seed=params.base.seed,
         callbacks=[DVCLiveCallback(live=live)],
+        stored=stored,
     )
     live.end()
     save_model(result.model, out / "model.keras")

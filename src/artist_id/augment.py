@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm import tqdm
 
-from artist_id import images
+from artist_id import images, progress
 from artist_id.config import AugmentParams
 from artist_id.manifest import slug
 from artist_id.splits import SPLITS, oversample_plan
@@ -69,7 +68,7 @@ def augment_batch(augmenter: keras.Sequential, batch: np.ndarray) -> np.ndarray:
 def load_square(path: str | Path, size: int) -> np.ndarray:
     """A canonical image from data/raw as the model input: centre-cropped square, RGB uint8."""
     with Image.open(path) as img:
-        return np.asarray(images.fit_square(img.convert("RGB"), size), dtype="uint8")
+        return images.square_array(img, size)
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,7 @@ def prepare(
         out = out_root / name
         index: list[dict[str, Any]] = []
         originals: dict[str, np.ndarray] = {}
-        for item in tqdm(items, desc=f"augment:{name}", unit="img", mininterval=1.0):
+        for item in progress.bar(items, desc=f"augment:{name}"):
             array = load_square(item.source, image_size)
             target = out / slug(item.artist) / f"{item.image_id}.png"
             _save(array, target)
@@ -161,7 +160,7 @@ def _augment_train(
             for j in range(n_extra):
                 jobs.append((pool[j % len(pool)], copies + 1 + j // len(pool)))
     rows = []
-    with tqdm(total=len(jobs), desc="augment:variants", unit="img", mininterval=1.0) as bar:
+    with progress.bar(total=len(jobs), desc="augment:variants") as bar:
         for chunk in _chunks(jobs, BATCH):
             batch = np.stack([originals[it.image_id] for it, _ in chunk])
             for (it, k), array in zip(chunk, augment_batch(augmenter, batch), strict=True):

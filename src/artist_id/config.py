@@ -141,6 +141,18 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class FeaturesParams:
+    """The feature store (``features`` stage): frozen-trunk features once per image."""
+
+    paintings: bool  # also store style statistics of every usable painting in data/raw
+    batch_size: int  # images per trunk pass
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError("features.batch_size must be at least 1")
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     misclassified: int
     explain_mistakes: int  # heat-map overlays of the most confident test mistakes
@@ -289,6 +301,7 @@ class Params:
     eda: EdaParams
     select: SelectParams
     augment: AugmentParams
+    features: FeaturesParams
     train: TrainParams
     evaluate: EvaluateParams
     leaderboard: LeaderboardParams

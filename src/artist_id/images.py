@@ -509,6 +509,11 @@ def fit_square(img: Image.Image, size: int) -> Image.Image:
     return square.resize((size, size), Image.Resampling.LANCZOS)
 
 
+def square_array(img: Image.Image, size: int) -> npt.NDArray[np.uint8]:
+    """:func:`fit_square` of the RGB image as a ``(size, size, 3)`` uint8 array: a model input."""
+    return np.asarray(fit_square(img.convert("RGB"), size), dtype=np.uint8)
+
+
 def encode_jpeg(img: Image.Image, quality: int = 92) -> bytes:
     """Encode as a baseline RGB JPEG with no metadata: the same pixels give the same bytes.
 

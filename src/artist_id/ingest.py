@@ -40,9 +40,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
-from tqdm import tqdm
 
-from artist_id import images
+from artist_id import images, progress
 from artist_id.manifest import MANIFEST_COLUMNS, DatasetError, name_key, slug
 
 log = logging.getLogger(__name__)
@@ -405,12 +404,8 @@ def _ingest(
         # map() keeps the input order, so the output does not depend on scheduling.
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             results = pool.map(work, files)
-            for file, (row, jpeg, detail) in tqdm(
-                zip(files, results, strict=True),
-                total=len(files),
-                desc="ingest",
-                unit="img",
-                mininterval=1.0,
+            for file, (row, jpeg, detail) in progress.bar(
+                zip(files, results, strict=True), total=len(files), desc="ingest"
             ):
                 artist = mapping[file.folder]
                 image_id = ids[file.relpath]

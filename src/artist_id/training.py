@@ -11,14 +11,18 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from artist_id.config import ModelParams, TrainParams
+
+if TYPE_CHECKING:
+    from artist_id.features import FeatureSet
 
 log = logging.getLogger(__name__)
 
@@ -172,17 +176,27 @@ def padding_for(strategy: Any, class_weight: dict[int, float] | None = None) -> 
 
 
 def predict(
-    model: Any, split: Split, batch_size: int = 32, padding: Padding | None = None
+    model: Any,
+    split: Split,
+    batch_size: int = 32,
+    padding: Padding | None = None,
+    desc: str = "predict",
 ) -> np.ndarray:
-    """Class probabilities (or trunk features) for every image of ``split``, in index order.
+    """Class probabilities (or trunk features) for every image of ``split``, in index order,
+    with a progress bar (``desc``) that also reads well in a log.
 
     ``padding``: the model was built under a multi-replica strategy (see :class:`Padding`).
     """
+    from artist_id.progress import keras_callback
+
     if padding is None:
         ds = image_dataset(split, batch_size, labels=False)
-        return np.asarray(model.predict(ds, verbose=0))
+        bar = keras_callback(len(split.paths), batch_size, desc)
+        return np.asarray(model.predict(ds, verbose=0, callbacks=[bar]))
     ds = image_dataset(split, batch_size, padding=padding).map(lambda x, y, w: x)
-    return np.asarray(model.predict(ds, verbose=0))[: len(split.labels)]
+    n = padding.padded_length(len(split.paths), batch_size)
+    bar = keras_callback(n, padding.global_batch(batch_size), desc)
+    return np.asarray(model.predict(ds, verbose=0, callbacks=[bar]))[: len(split.labels)]
 
 
 @functools.cache
@@ -380,12 +394,16 @@ def train_model(
     callbacks: list[Any] | None = None,
     verbose: int = 2,
     use_cache: bool | None = None,
+    stored: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainResult:
     """Build, compile and fit ``name``; return the best-on-validation model.
 
     ``use_cache`` overrides ``tp.cache_features`` (the benchmark compares both paths). With
     fine-tuning, the model keeps the best weights *of the fine-tuning phase* (early stopping
     restores within each ``fit``), and ``best_epoch`` says so.
+    ``stored``: the trunk features of ``train`` and ``val`` from the feature store
+    (:mod:`artist_id.features`), rows in split order; the head then trains on them and the
+    trunk does not run at all.
     """
 
     mp = tp.model(name)
@@ -407,7 +425,7 @@ def train_model(
     start = time.perf_counter()
     use_feature_cache = cache and frozen_trunk(name, mp)
     if use_feature_cache:
-        history = _fit_head_on_features(model, mp, run, train, val, epochs)
+        history = _fit_head_on_features(model, mp, run, train, val, epochs, stored)
     else:
         _adapt_normalization_on_trunk(model, train, run)
         history = run.fit(
@@ -429,18 +447,32 @@ def _merge(a: dict[str, list[float]], b: dict[str, list[float]]) -> dict[str, li
 
 
 def _fit_head_on_features(
-    model: Any, mp: ModelParams, run: _Fitter, train: Split, val: Split, epochs: int
+    model: Any,
+    mp: ModelParams,
+    run: _Fitter,
+    train: Split,
+    val: Split,
+    epochs: int,
+    stored: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, list[float]]:
-    """The fast path: trunk features once per image, then many epochs of the head alone."""
+    """The fast path: trunk features once per image (or from the store), then the head alone."""
     from artist_id.models import adapt_head_normalization, split_trunk_head
 
     with run.strategy.scope():  # Keras models bind the strategy they are created under
         trunk, head = split_trunk_head(model)
     t0 = time.perf_counter()
-    f_train = extract_features(trunk, train, run.batch_size, run.padding)
-    f_val = extract_features(trunk, val, run.batch_size, run.padding)
+    if stored is not None:
+        f_train, f_val = stored
+        want = tuple(trunk.output.shape[1:])
+        for what, f, split in (("train", f_train, train), ("val", f_val, val)):
+            if f.shape != (len(split.paths), *want):
+                raise ValueError(f"stored {what} features are {f.shape}, the trunk gives {want}")
+    else:
+        f_train = extract_features(trunk, train, run.batch_size, run.padding)
+        f_val = extract_features(trunk, val, run.batch_size, run.padding)
     log.info(
-        "feature cache: %d + %d images -> %s features in %.1f s",
+        "feature %s: %d + %d images -> %s features in %.1f s",
+        "store" if stored is not None else "cache",
         len(f_train),
         len(f_val),
         f_train.shape[1:],
@@ -477,7 +509,7 @@ def extract_features(
     trunk: Any, split: Split, batch_size: int, padding: Padding | None = None
 ) -> np.ndarray:
     """Run the frozen trunk once over the split's images (inference mode)."""
-    return predict(trunk, split, batch_size, padding)
+    return predict(trunk, split, batch_size, padding, desc="trunk features")
 
 
 def _fine_tune(
@@ -503,3 +535,30 @@ def _fine_tune(
         run.images(val, train=False),
         mp.fine_tune_epochs,
     )
+
+
+def predict_from_store(
+    model: Any, fs: FeatureSet, paths: Sequence[str], image_size: int, check: int = 4
+) -> np.ndarray:
+    """Probabilities of a frozen-trunk ``model`` from stored features: its head alone.
+
+    The first ``check`` images also go through the whole model; if the two disagree (a store
+    computed with other weights, a model whose trunk was fine-tuned) this raises
+    :class:`FeatureStoreError` instead of reporting metrics of a different model.
+    """
+    from artist_id.features import CHECK_TOLERANCE, FeatureStoreError
+    from artist_id.models import split_trunk_head
+
+    _, head = split_trunk_head(model)
+    proba = np.asarray(head.predict(fs.rows(paths), batch_size=256, verbose=0))
+    k = min(check, len(paths))
+    if k:
+        sample = Split(list(paths[:k]), np.zeros(k, dtype=int), image_size)
+        full = predict(model, sample, batch_size=k, desc="store check")
+        gap = float(np.max(np.abs(full - proba[:k])))
+        if gap > CHECK_TOLERANCE:
+            raise FeatureStoreError(
+                f"{fs.name}: the whole model and its head on stored features disagree by {gap:.2g} "
+                f"on {paths[0]}: the store is stale (run `dvc repro features`)"
+            )
+    return proba

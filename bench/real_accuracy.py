@@ -1,0 +1,156 @@
+"""What costs what on real paintings: heads on stored features, with bootstrap intervals.
+
+Run after ``dvc repro features`` (and, for the pipeline rows, ``dvc repro evaluate``) of a
+real-data configuration, e.g. ``../shared/real-dev`` with ``select.min_paintings=100``.
+Everything reads the feature store, so each line costs seconds, not a trunk pass:
+
+* the pipeline's own models (``reports/evaluate/<m>/predictions.csv``), those of ``--models``;
+* a plain L2 logistic regression (C chosen on validation macro-F1) on the stored
+  ``paintings`` taps of the *original* training paintings: channel statistics, the block5
+  average, both, the statistics reduced with PCA;
+* the same with the augmented copies of ``data/processed/train`` added (do copies help a
+  frozen-trunk head?).
+
+Test macro-F1 with a 95 % percentile bootstrap interval over test paintings (2,000 resamples,
+``scipy.stats.bootstrap``; a local helper until the evaluation module has one).
+
+    .venv/bin/python bench/real_accuracy.py [--project .] [--models style_stats vgg16]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import bootstrap
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.preprocessing import StandardScaler
+
+from artist_id.features import open_features
+
+C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
+
+
+def macro_f1_interval(y: np.ndarray, pred: np.ndarray, n: int = 2000) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of macro-F1 over the test images."""
+    result = bootstrap(
+        (np.arange(len(y)),),
+        lambda i: f1_score(y[i], pred[i], average="macro"),
+        n_resamples=n,
+        method="percentile",
+        random_state=0,
+        vectorized=False,
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def line(name: str, y: np.ndarray, pred: np.ndarray, val: float | None = None) -> None:
+    f1 = f1_score(y, pred, average="macro")
+    low, high = macro_f1_interval(y, pred)
+    val_text = f"val {val:.3f}" if val is not None else " " * 9
+    print(f"  {name:52s} {val_text}  test {f1:.3f} [{low:.3f}, {high:.3f}]", flush=True)
+
+
+class Data:
+    def __init__(self, project: Path) -> None:
+        split = pd.read_csv(project / "data/processed/split.csv", dtype=str)
+        self.classes = sorted(split["artist"].unique())
+        label = {a: i for i, a in enumerate(self.classes)}
+        self.parts = {
+            s: split[split["split"] == s].sort_values("image_id") for s in ("train", "val", "test")
+        }
+        self.y = {s: p["artist"].map(label).to_numpy() for s, p in self.parts.items()}
+        self.label = label
+        self.project = project
+        self.paint = open_features("paintings", project / "data/features")
+        self.row_of = {image_id: k for k, image_id in enumerate(self.paint.image_ids)}
+
+    def x(self, split: str, taps: Sequence[str]) -> np.ndarray:
+        ids = self.parts[split]["image_id"]
+        return self.paint.rows([self.paint.paths[self.row_of[i]] for i in ids], taps)
+
+
+def logistic(
+    data: Data,
+    name: str,
+    x: dict[str, np.ndarray],
+    extra: tuple[np.ndarray, np.ndarray] | None = None,
+    pca: int | None = None,
+) -> np.ndarray:
+    """Fit on train (+ extra rows), choose C on validation, report test; test probabilities."""
+    x_train, y_train = x["train"], data.y["train"]
+    if extra is not None:
+        x_train, y_train = np.vstack([x_train, extra[0]]), np.concatenate([y_train, extra[1]])
+    scaler = StandardScaler().fit(x_train)
+    xs = {s: scaler.transform(v) for s, v in x.items()}
+    xs["train"] = scaler.transform(x_train)
+    if pca:
+        reducer = PCA(min(pca, len(x_train) - 1), random_state=0).fit(xs["train"])
+        xs = {s: reducer.transform(v) for s, v in xs.items()}
+    best: tuple[float, LogisticRegression] | None = None
+    for c in C_GRID:
+        model = LogisticRegression(C=c, max_iter=2000, class_weight="balanced")
+        model.fit(xs["train"], y_train)
+        f1 = float(f1_score(data.y["val"], model.predict(xs["val"]), average="macro"))
+        if best is None or f1 > best[0]:
+            best = (f1, model)
+    assert best is not None
+    proba = np.asarray(best[1].predict_proba(xs["test"]))
+    line(f"{name} (C={best[1].C:g})", data.y["test"], proba.argmax(1), best[0])
+    return proba
+
+
+def pipeline_rows(data: Data, models: Sequence[str]) -> None:
+    """The pipeline's own models from their predictions.csv (split, label, predicted, ...)."""
+    for m in models:
+        file = data.project / "reports/evaluate" / m / "predictions.csv"
+        if not file.is_file():
+            print(f"  (no {file})")
+            continue
+        frame = pd.read_csv(file)
+        val, test = frame[frame["split"] == "val"], frame[frame["split"] == "test"]
+        val_f1 = f1_score(val["label"], val["predicted"], average="macro")
+        line(f"pipeline {m}", test["label"].to_numpy(), test["predicted"].to_numpy(), val_f1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--project", type=Path, default=Path())
+    parser.add_argument("--models", nargs="*", default=["style_stats", "vgg16"])
+    args = parser.parse_args()
+    data = Data(args.project)
+    counts = {s: len(p) for s, p in data.parts.items()}
+    print(f"{args.project}: {len(data.classes)} classes, {counts} paintings")
+    print(f"  trunk: {dict(data.paint.trunk)}")
+    pipeline_rows(data, args.models)
+    stats_taps = data.paint.style_taps
+    splits = ("train", "val", "test")
+    stats = {s: data.x(s, stats_taps) for s in splits}
+    gap = {s: data.x(s, ["gap:block5_pool"]) for s in splits}
+    p_stats = logistic(data, "LR channel mean/std (style_stats taps)", stats)
+    p_gap = logistic(data, "LR block5 average (vgg16 taps)", gap)
+    logistic(data, "LR both", {s: np.hstack([stats[s], gap[s]]) for s in splits})
+    logistic(data, "LR channel mean/std, PCA 128", stats, pca=128)
+    line(
+        "ensemble LR stats + LR block5 (mean prob.)",
+        data.y["test"],
+        (p_stats + p_gap).argmax(1),
+    )
+    train_index = pd.read_csv(args.project / "data/processed/train/index.csv")
+    augmented = train_index[train_index["augmented"]]
+    if len(augmented):
+        store = open_features("style_stats", args.project / "data/features")
+        extra = (
+            store.rows(list(augmented["path"])),
+            augmented["artist"].map(data.label).to_numpy(),
+        )
+        logistic(data, f"LR channel mean/std + {len(augmented)} augmented copies", stats, extra)
+
+
+if __name__ == "__main__":
+    main()
