@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +146,27 @@ def test_intervals_sit_next_to_the_point_values_in_metrics_json(tmp_path: Path) 
             "macro_f1_ci": [0.5, 0.9],
         }
     }
+
+
+def test_the_batched_metrics_are_scikit_learns() -> None:
+    """The vectorised statistic the bootstrap uses equals sklearn on every resample, also
+    when a resample misses a class or holds one only among the predictions."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+    from artist_id.uncertainty import batch_metric_values
+
+    rng = np.random.default_rng(5)
+    t = rng.integers(0, 4, size=(300, 12))
+    p = np.where(rng.random((300, 12)) < 0.6, t, rng.integers(0, 4, size=(300, 12)))
+    t[:20] = 0  # one class only in the truth; others only among the predictions
+    got = batch_metric_values(t, p, ("accuracy", "balanced_accuracy", "macro_f1"))
+    assert got.shape == (3, 300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(300):
+            expected = (
+                accuracy_score(t[i], p[i]),
+                balanced_accuracy_score(t[i], p[i]),
+                f1_score(t[i], p[i], average="macro", zero_division=0),
+            )
+            np.testing.assert_allclose(got[:, i], expected, rtol=0, atol=1e-12)
