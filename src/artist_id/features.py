@@ -144,8 +144,9 @@ class TrunkSpec:
 def weights_file(weights: str) -> Path | None:
     """The file a trunk's weights come from, or None when they are random (``none``).
 
-    ``imagenet`` is the Keras cache file; build the model first (which downloads it online or
-    fails with a clear message offline) so that the file exists.
+    ``imagenet`` is the Keras cache file: when it is not there yet, the ImageNet trunk is built
+    once, which downloads it online or raises :class:`~artist_id.models.WeightsError` naming the
+    file to fetch and where to put it offline.
     """
     from artist_id import models
 
@@ -154,7 +155,10 @@ def weights_file(weights: str) -> Path | None:
     if weights == "hed-bsds500":
         return models.hed_weights_path()
     if weights == "imagenet":
-        return models.keras_cache_dir() / models.IMAGENET_FILES["vgg16"]
+        cached = models.keras_cache_dir() / models.IMAGENET_FILES["vgg16"]
+        if not cached.is_file():
+            models.imagenet_trunk("vgg16", (None, None, 3))  # downloads, or says what to fetch
+        return cached
     return Path(weights)
 
 
