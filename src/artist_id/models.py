@@ -430,12 +430,29 @@ def adapt_head_normalization(head: keras.Model, features: np.ndarray) -> bool:
     between blocks) with mean and variance of the *training features*; they are layer
     weights, so the saved ``.keras`` file carries them. A layer that already holds statistics
     (a reloaded model) is left alone. Returns True when it adapted.
+
+    A statistic that is constant on the training features (a ReLU channel no training image
+    activates) keeps variance 1, as scikit-learn's ``StandardScaler`` does: Keras would divide
+    by ``sqrt(0)`` floored at 1e-7, so the first validation or user image that does activate
+    the channel would reach the head multiplied by ten million.
     """
     first = next((la for la in head.layers if not isinstance(la, keras.layers.InputLayer)), None)
     if not isinstance(first, keras.layers.Normalization) or normalization_is_adapted(first):
         return False
-    first.adapt(np.asarray(features, dtype="float32"))
+    features = np.asarray(features, dtype="float32")
+    first.adapt(features)
+    constant = features.astype(np.float64).std(axis=0) < CONSTANT_STD
+    if constant.any():
+        variance = keras.ops.convert_to_numpy(first.adapt_variance).copy()
+        variance[constant.reshape(variance.shape)] = 1.0
+        first.adapt_variance.assign(variance)
+        first.finalize_state()  # Keras caches the mean/variance tensors used by call()
     return True
+
+
+# A feature whose training standard deviation is below this is constant (float64 rounding of
+# identical float32 values stays many orders of magnitude below it).
+CONSTANT_STD = 1e-12
 
 
 def normalization_is_adapted(layer: keras.layers.Normalization) -> bool:

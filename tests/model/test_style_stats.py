@@ -218,8 +218,29 @@ def test_adapt_head_normalization_uses_the_features() -> None:
     norm = model.get_layer("head_norm")  # shared with the head
     assert normalization_is_adapted(norm)
     np.testing.assert_allclose(_np(norm.adapt_mean), features.mean(axis=0), rtol=1e-4)
-    np.testing.assert_allclose(_np(norm.adapt_variance), features.var(axis=0), rtol=1e-3)
+    variance = features.var(axis=0)
+    variance[features.astype(np.float64).std(axis=0) < 1e-12] = 1.0  # constant: see below
+    np.testing.assert_allclose(_np(norm.adapt_variance), variance, rtol=1e-3)
     assert not adapt_head_normalization(head, features * 0)  # already adapted: left alone
+
+
+def test_a_statistic_constant_in_training_is_not_blown_up_on_new_images() -> None:
+    # A channel no training image activates: Keras alone would divide by sqrt(0) -> 1e-7 and
+    # send a test image's 0.5 to the head as 5,000,000.
+    model = build_model(_spec(layers=("block1_conv2",)))
+    trunk, head = split_trunk_head(model)
+    features = _np(trunk(_images(4)))
+    features[:, 0] = 0.001  # constant
+    features[:, 1] = 0.0  # constant (dead)
+    assert adapt_head_normalization(head, features)
+    norm = model.get_layer("head_norm")
+    variance = _np(norm.adapt_variance)
+    assert variance[0] == 1.0 and variance[1] == 1.0
+    np.testing.assert_allclose(variance[2:], features[:, 2:].var(axis=0), rtol=1e-3)
+    new = features[:1].copy()
+    new[0, 0], new[0, 1] = 0.5, 0.25
+    z = _np(norm(new))
+    np.testing.assert_allclose(z[0, :2], [0.5 - 0.001, 0.25], rtol=1e-5)
 
 
 @pytest.mark.slow
