@@ -17,6 +17,7 @@ export KERAS_BACKEND := tensorflow
 .PHONY: install repro test lint format clean bento serve report plots-template params-format readme-dag
 
 BENTO_MODEL := models/bento/artist-id.tar
+GENRE_MODEL := models/bento/artist-id-genre.tar
 
 install: $(STAMP)  ## create .venv and install the project with its dev tools
 
@@ -36,9 +37,9 @@ BASE ?= main
 report: install  ## compare the workspace's experiment with BASE (a git revision): reports/pr/report.md
 	$(BIN)/python -m artist_id.report --base "$(BASE)" $(if $(RUN_URL),--run-url "$(RUN_URL)")
 
-bento: install  ## import the packaged model into the BentoML store and build the Bento
-	@test -f $(BENTO_MODEL) || { echo "$(BENTO_MODEL) is missing: run 'make repro' first" >&2; exit 1; }
-	$(BIN)/python -m artist_id.packaging import $(BENTO_MODEL)
+bento: install  ## import the packaged models (artist + genre) into the BentoML store and build the Bento
+	@for f in $(BENTO_MODEL) $(GENRE_MODEL); do test -f $$f || { echo "$$f is missing: run 'make repro' first" >&2; exit 1; }; done
+	$(BIN)/python -m artist_id.packaging import $(BENTO_MODEL) $(GENRE_MODEL)
 	$(BIN)/bentoml build
 
 # `make serve` listens on this machine only; HOST=0.0.0.0 opens it to the network (a container

@@ -409,10 +409,10 @@ def main() -> None:
         home = Path(tmp) / "bentoml"
         os.environ["BENTOML_HOME"] = str(home)
         os.environ["BENTOML_DO_NOT_TRACK"] = "true"
-        from artist_id.packaging import import_bento_model
+        from artist_id.packaging import import_with_genre
         from artist_id.serving_metadata import load_metadata
 
-        tag = import_bento_model(args.export)
+        tag = import_with_genre(args.export)  # + artist-id-genre.tar beside it
         import bentoml
 
         meta = load_metadata(Path(bentoml.models.get(tag).path) / "artist_id.json")

@@ -3,7 +3,8 @@
 In the same run:
 
 * baseline: one process decodes each image (``images.decode_bytes`` + ``fit_square``, like the
-  service) and calls ``model.predict`` on it alone, sequentially; also timed without the
+  service) and calls ``model.predict`` on it alone, sequentially, for the artist model and
+  the genre model (the service answers both); also timed without the
   decode (``predict only``) and with ``predict_on_batch`` (the call the service makes, minus
   the batching);
 * service: ``bentoml serve`` of the packaged model on a free port (its own BENTOML_HOME in a
@@ -70,15 +71,30 @@ def percentiles(latencies: list[float]) -> tuple[float, float]:
 # ------------------------------------------------------------------------------- baseline
 
 
-def baseline(model_dir: Path, images: list[bytes], repeats: int) -> dict[str, dict[str, float]]:
-    import keras
-
-    import artist_id.models  # noqa: F401  (registers CaffePreprocess)
+def baseline(
+    model_dir: Path, genre_dir: Path, images: list[bytes], repeats: int
+) -> dict[str, dict[str, float]]:
     from artist_id import images as im
+    from artist_id.models import load_model
     from artist_id.serving_metadata import MODEL_FILE, load_metadata
 
     meta = load_metadata(model_dir / "artist_id.json")
-    model = keras.models.load_model(model_dir / MODEL_FILE, compile=False, safe_mode=True)
+    artist_model = load_model(model_dir / MODEL_FILE)
+    # the service answers the artist AND the genres of every image: so does the baseline
+    genre_model = load_model(genre_dir / MODEL_FILE)
+
+    class Both:
+        @staticmethod
+        def predict(x: np.ndarray, verbose: int = 0) -> None:
+            artist_model.predict(x, verbose=verbose)
+            genre_model.predict(x, verbose=verbose)
+
+        @staticmethod
+        def predict_on_batch(x: np.ndarray) -> None:
+            artist_model.predict_on_batch(x)
+            genre_model.predict_on_batch(x)
+
+    model = Both()
     limits = im.DecodeLimits(meta.limits.max_bytes, meta.limits.max_pixels, meta.limits.formats)
 
     def prepare(data: bytes) -> np.ndarray:
@@ -175,17 +191,19 @@ def main() -> None:
         os.environ["BENTOML_DO_NOT_TRACK"] = "true"
         import bentoml
 
-        from artist_id.packaging import import_bento_model
+        from artist_id.packaging import GENRE_EXPORT_NAME, import_bento_model, import_with_genre
 
-        tag = import_bento_model(args.export)
+        tag = import_with_genre(args.export)  # + artist-id-genre.tar beside it
         model_dir = Path(bentoml.models.get(tag).path)
+        genre_tag = import_bento_model(args.export.with_name(GENRE_EXPORT_NAME))  # already in
+        genre_dir = Path(bentoml.models.get(genre_tag).path)
         print(
             f"model {tag}, {len(images)} paintings (JPEG, longest side <= {args.max_side} px, "
             f"mean {np.mean([len(i) for i in images]) / 1024:.0f} KiB), "
             f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
         )
 
-        base = baseline(model_dir, images, args.baseline_requests)
+        base = baseline(model_dir, genre_dir, images, args.baseline_requests)
         service = {}
         log = Path(tmp) / "serve.log"
         try:

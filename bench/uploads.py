@@ -167,9 +167,9 @@ def main() -> None:
         home = Path(tmp) / "bentoml"
         os.environ["BENTOML_HOME"] = str(home)  # before the first use of BentoML's store
         os.environ["BENTOML_DO_NOT_TRACK"] = "true"
-        from artist_id.packaging import import_bento_model
+        from artist_id.packaging import import_with_genre
 
-        tag = import_bento_model(args.export)
+        tag = import_with_genre(args.export)  # + artist-id-genre.tar beside it
         print(
             f"model {tag}; 4,000 px JPEG {len(jpeg_4k) / MB:.1f} MB; 36 MP PNG "
             f"{len(big['png']) / MB:.1f} MB, JPEG {len(big['jpeg']) / MB:.1f} MB; "

@@ -1,11 +1,13 @@
 """package: the best model + labels + artist metadata -> models/bento/ (a BentoML model file).
 
 Reads models/best.json, the model it names, data/processed/classes.json, data/raw/artists.csv,
-reports/evaluate/<best>/predictions.csv (validation rows, for the "unknown" threshold) and
-params.yaml. Writes:
+reports/evaluate/<best>/predictions.csv (validation rows, for the "unknown" threshold),
+models/genre/{model.keras,genres.json} and params.yaml. Writes:
 
 - models/bento/artist-id.tar          the exported BentoML model (``make bento`` imports it)
 - models/bento/artist_id.json         the serving metadata inside it, readable without BentoML
+- models/bento/artist-id-genre.tar    the genre model (models/genre/), same version
+- models/bento/genres.json            its genres, thresholds and metrics
 - reports/package/summary.json        tag, threshold, validation precision/coverage (metrics)
 
 BentoML's store is a temporary directory for the duration of the stage: a DVC stage writes
@@ -14,6 +16,7 @@ only its declared outputs, never ``~/bentoml``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from artist_id import stage
 from artist_id.config import PackageParams, load_params
+from artist_id.genre_serving import GENRE_METADATA_FILE, GenreMetadata, GenreMetadataError
 
 BEST = Path("models/best.json")
 CLASSES = Path("data/processed/classes.json")
@@ -29,6 +33,7 @@ ARTISTS = Path("data/raw/artists.csv")
 OUT = Path("models/bento")
 REPORT = Path("reports/package/summary.json")
 EXPORT_NAME = "artist-id.tar"
+GENRE_DIR = Path("models/genre")
 
 log = logging.getLogger("artist_id.stages.package")
 
@@ -47,7 +52,7 @@ def run(pp: PackageParams, image_size: int) -> None:
     from artist_id import packaging as pk
     from artist_id import serving_metadata as sm
 
-    stage.expect(sm.MetadataError)  # PackagingError included
+    stage.expect(sm.MetadataError, GenreMetadataError)  # PackagingError included
     best = stage.read_json(BEST)
     name = best["model"]
     model_path = Path(best["path"])
@@ -82,9 +87,14 @@ def run(pp: PackageParams, image_size: int) -> None:
         model_sha256=pk.sha256_file(model_path),
         weights_sha256=weights_sha256,
     )
-    tag = pk.save_bento_model(model_path, meta)
+    genre = genre_metadata(image_size)
+    version = pk.pair_version(meta, genre)
+    tag = pk.save_bento_model(model_path, meta, version=version)
+    genre_tag = pk.save_genre_bento_model(GENRE_DIR / "model.keras", genre, version)
     out = stage.fresh_dir(OUT)
     pk.export_bento_model(tag, out / EXPORT_NAME)
+    pk.export_bento_model(genre_tag, out / pk.GENRE_EXPORT_NAME)
+    stage.write_json(out / GENRE_METADATA_FILE, {"tag": genre_tag, **genre.to_json()})
     (out / sm.METADATA_FILE).write_text(
         json.dumps({"tag": tag, **meta.to_json()}, indent=2, sort_keys=True, ensure_ascii=False)
         + "\n",
@@ -94,6 +104,8 @@ def run(pp: PackageParams, image_size: int) -> None:
         REPORT,
         {
             "tag": tag,
+            "genre_tag": genre_tag,
+            "genres": len(genre.genres),
             "model": name,
             "unknown_threshold": threshold.threshold,
             "unknown_target_precision": threshold.target_precision,
@@ -103,15 +115,35 @@ def run(pp: PackageParams, image_size: int) -> None:
         },
     )
     log.info(
-        "packaged %s as %s -> %s: unknown below p=%.3f (val precision %.3f on %.0f%% of %d images)",
+        "packaged %s as %s -> %s (+ %d genres as %s): unknown below p=%.3f (val precision "
+        "%.3f on %.0f%% of %d images)",
         name,
         tag,
         out / EXPORT_NAME,
+        len(genre.genres),
+        genre_tag,
         threshold.threshold,
         threshold.val_precision,
         100 * threshold.val_coverage,
         threshold.val_images,
     )
+
+
+def genre_metadata(image_size: int) -> GenreMetadata:
+    """The genre model's serving metadata, its Keras file checked (safe mode, shapes)."""
+    from artist_id import packaging as pk
+
+    path = GENRE_DIR / "model.keras"
+    if not path.is_file():
+        raise stage.StageError(f"{path} not found: run `dvc repro genre`")
+    genre = GenreMetadata.from_genre_stage(stage.read_json(GENRE_DIR / "genres.json"))
+    if genre.image_size != image_size:
+        raise stage.StageError(
+            f"{path} takes {genre.image_size} px images, the artist model {image_size}: "
+            "run `dvc repro genre`"
+        )
+    digest = pk.check_model(path, image_size, len(genre.genres))
+    return dataclasses.replace(genre, weights_sha256=digest, model_sha256=pk.sha256_file(path))
 
 
 if __name__ == "__main__":

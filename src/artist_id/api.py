@@ -143,6 +143,15 @@ class ArtistScore(BaseModel):
     years: str
 
 
+class GenreScore(BaseModel):
+    genre: str
+    probability: float = Field(ge=0.0, le=1.0)
+    above_threshold: bool = Field(
+        description="probability >= the genre's threshold (chosen on validation); false only "
+        "when no genre reaches its threshold and the most probable genres are listed instead"
+    )
+
+
 class ModelRef(BaseModel):
     name: str = Field(description="architecture of the packaged model, e.g. style_stats")
     version: str = Field(description="content hash of weights, labels, threshold and limits")
@@ -156,6 +165,9 @@ class Answer(BaseModel):
     probability: float = Field(ge=0.0, le=1.0, description="top-1 probability")
     unknown: bool = Field(description="top-1 probability below the packaged threshold")
     top_k: list[ArtistScore]
+    genres: list[GenreScore] = Field(
+        description="the genre model's answer, most probable first, also when unknown is true"
+    )
     model: ModelRef
 
 
@@ -237,8 +249,32 @@ class ArtistInfoBody(BaseModel):
     years: str
 
 
+class GenreModelInfo(BaseModel):
+    tag: str = Field(description="BentoML model tag, artist-id-genre:<the artist model's version>")
+    version: str
+    sha256: str
+    weights_sha256: str
+
+
+class GenreInfoBody(BaseModel):
+    genre: str
+    threshold: float = Field(ge=0.0, le=1.0)
+    metrics: dict[str, Any] = Field(description="per evaluation: ap, f1, prior_ap, support")
+
+
+class GenresInfo(BaseModel):
+    """The genre model served beside the artist model."""
+
+    model: GenreModelInfo
+    genres: list[GenreInfoBody]
+    fallback_top_k: int
+    metrics: dict[str, Any] = Field(description="macro metrics of held_out_artists and paintings")
+    excluded: list[str] = Field(description="genres left out: too few artists or paintings")
+    note: str
+
+
 class Metadata(BaseModel):
-    """What the service serves: model, classes, metrics, threshold, limits, provenance."""
+    """What the service serves: model, classes, metrics, threshold, limits, provenance, genres."""
 
     model: ModelInfo
     classes: list[ArtistInfoBody]
@@ -247,6 +283,7 @@ class Metadata(BaseModel):
     top_k: TopKInfo
     limits: LimitsInfo
     provenance: dict[str, Any]
+    genres: GenresInfo
 
 
 # ------------------------------------------------------------------------------- routes

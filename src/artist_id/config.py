@@ -167,6 +167,67 @@ class LeaderboardParams:
 
 
 @dataclass(frozen=True)
+class GenreParams:
+    """The multi-label genre model over every artist (``genre``)."""
+
+    min_artists: int  # genres with fewer artists are left out
+    min_paintings: int  # genres with fewer paintings are left out
+    val_fraction: float  # held-out paintings: validation share (thresholds)
+    test_fraction: float  # held-out paintings: test share
+    artist_folds: int  # held-out artists: artists are dealt into this many folds
+    c: float  # inverse L2 strength of each genre's logistic regression (sklearn's C)
+    weighting: Literal["artist", "painting"]  # what weighs the same in training
+    bootstrap: int  # resamples for the 95 % intervals of the macro metrics (0 = none)
+    fallback_top_k: int  # the service answers this many genres when none passes its threshold
+
+    def __post_init__(self) -> None:
+        if self.min_artists < 1 or self.min_paintings < 1:
+            raise ConfigError("genre.min_artists and genre.min_paintings must be at least 1")
+        fractions = self.val_fraction + self.test_fraction
+        if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1 and fractions < 1):
+            raise ConfigError(
+                "genre: val_fraction and test_fraction must be in (0, 1) and sum to less than 1"
+            )
+        if self.artist_folds < 2:
+            raise ConfigError("genre.artist_folds must be at least 2")
+        if self.c <= 0:
+            raise ConfigError("genre.c must be positive")
+        if self.bootstrap < 0:
+            raise ConfigError("genre.bootstrap must be >= 0")
+        if self.fallback_top_k < 1:
+            raise ConfigError("genre.fallback_top_k must be at least 1")
+
+
+@dataclass(frozen=True)
+class PeriodsParams:
+    """Style by period (``periods``): the map, palettes, what separates the periods."""
+
+    width: int  # years per period (50: half-centuries)
+    anchor: Literal["birth", "midpoint", "death"]  # which year of the life span dates it
+    min_paintings: int  # periods with fewer paintings get no palette / separation rows
+    pca_components: int  # PCA before t-SNE
+    perplexity: float  # t-SNE perplexity (capped below the number of paintings)
+    thumbnails: int  # paintings drawn on the map
+    palette_colours: int  # dominant colours per period (k-means)
+    palette_pixels: int  # pixels sampled per period for the k-means
+    top_statistics: int  # statistics listed per period
+    folds: int  # artist-grouped folds of the period classifier
+    c: float  # inverse L2 strength of the period classifier
+
+    def __post_init__(self) -> None:
+        if self.width < 1:
+            raise ConfigError("periods.width must be at least 1 year")
+        if self.pca_components < 2 or self.perplexity <= 0:
+            raise ConfigError("periods: pca_components >= 2 and perplexity > 0")
+        if min(self.min_paintings, self.palette_colours, self.palette_pixels) < 1:
+            raise ConfigError("periods: min_paintings, palette_colours, palette_pixels >= 1")
+        if self.thumbnails < 0 or self.top_statistics < 1:
+            raise ConfigError("periods: thumbnails >= 0 and top_statistics >= 1")
+        if self.folds < 2 or self.c <= 0:
+            raise ConfigError("periods: folds >= 2 and c > 0")
+
+
+@dataclass(frozen=True)
 class PackageParams:
     """The packaged service: "unknown" threshold and input limits."""
 
@@ -308,6 +369,8 @@ class Params:
     package: PackageParams
     style: StyleParams
     filters: FiltersParams
+    genre: GenreParams
+    periods: PeriodsParams
 
 
 T = TypeVar("T")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from artist_id import stage
+from artist_id.artists import half_century, parse_years, split_values
 
 log = logging.getLogger(__name__)
 
@@ -47,50 +47,8 @@ DROPPED_COLOUR = "#b8c4cc"
 DECLARED_COLOUR = "#e8a54b"
 THRESHOLD_COLOUR = "#c0392b"
 
-# "1884 - 1920", "1853 – 1890" (en dash), "1853—1890"
-_YEARS = re.compile(r"(\d{3,4})\s*[-\u2010-\u2015\u2212]\s*(\d{3,4})")
-_YEAR = re.compile(r"(?<!\d)\d{3,4}(?!\d)")
-_SPLIT = re.compile(r"\s*[,;/]\s*")
-
 
 # ------------------------------------------------------------------ parsing
-
-
-def parse_years(text: str) -> tuple[int, int] | None:
-    """``"1853 – 1890"`` -> ``(1853, 1890)``; any dash; ``None`` when no range is found.
-
-    Falls back to the first and last 3-4 digit numbers ("c. 1525 to 1569"); a range whose end
-    precedes its start is rejected.
-    """
-    text = str(text)
-    match = _YEARS.search(text)
-    if match:
-        start, end = int(match.group(1)), int(match.group(2))
-    else:
-        numbers = [int(n) for n in _YEAR.findall(text)]
-        if len(numbers) < 2:
-            return None
-        start, end = numbers[0], numbers[-1]
-    if end < start:
-        return None
-    return start, end
-
-
-def split_values(text: str) -> list[str]:
-    """``"French,British"`` -> ``["French", "British"]``: stripped, de-duplicated, in order."""
-    out: list[str] = []
-    for part in _SPLIT.split(str(text)):
-        part = part.strip()
-        if part and part not in out:
-            out.append(part)
-    return out
-
-
-def half_century(years: tuple[int, int]) -> str:
-    """Bucket of a lifetime's midpoint: ``(1853, 1890)`` -> ``"1850-1899"``."""
-    mid = (years[0] + years[1]) // 2
-    start = mid // 50 * 50
-    return f"{start:04d}-{start + 49:04d}"
 
 
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:

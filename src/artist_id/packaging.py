@@ -13,8 +13,14 @@ rebuild the service (``make bento``) without re-training.
 Nothing here is pickled: BentoML's ``custom_objects`` (cloudpickle) are not used, and the
 Keras file is loaded only with ``safe_mode=True``.
 
-Run as ``python -m artist_id.packaging import models/bento/artist-id.tar`` to import the exported
-model into the local BentoML store (idempotent; used by ``make bento``).
+The genre model (``models/genre/``) is packaged beside it as a second BentoML model,
+``artist-id-genre``, with its ``genres.json`` (:mod:`artist_id.genre_serving`). Both models
+get one version, :func:`pair_version`, computed from the content of both: the Bento serves
+them as a pair, and the service refuses to start on two models of different versions.
+
+Run as ``python -m artist_id.packaging import models/bento/artist-id.tar
+models/bento/artist-id-genre.tar`` to import the exported models into the local BentoML store
+(idempotent; used by ``make bento``).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from artist_id.genre_serving import GENRE_METADATA_FILE, GENRE_MODEL_NAME, GenreMetadata
 from artist_id.serving_metadata import (
     METADATA_FILE,
     MODEL_FILE,
@@ -216,6 +223,27 @@ def content_version(meta: ServingMetadata) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
+def pair_version(meta: ServingMetadata, genre: GenreMetadata) -> str:
+    """One version for the artist model and the genre model served beside it.
+
+    The content of both (as :func:`content_version`: weights digests, labels, thresholds,
+    metrics; not the provenance nor the files' own hashes), so changing either gives the pair
+    a new version, and both BentoML models carry it: ``artist-id:<v>``, ``artist-id-genre:<v>``.
+    """
+    artist = meta.to_json()
+    artist.pop("provenance", None)
+    artist.pop("model_sha256", None)
+    genres = genre.to_json()
+    genres.pop("model_sha256", None)
+    canonical = json.dumps(
+        {"artist": artist, "genre": genres},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
 # ------------------------------------------------------------------------- check the model
 
 
@@ -233,14 +261,18 @@ def check_model(model_path: Path, image_size: int, num_classes: int) -> str:
 # ------------------------------------------------------------------------ BentoML plumbing
 
 
-def save_bento_model(model_path: Path, meta: ServingMetadata, name: str = MODEL_NAME) -> str:
-    """Create ``<name>:<content version>`` in the current BentoML store; return the tag.
+def save_bento_model(
+    model_path: Path, meta: ServingMetadata, name: str = MODEL_NAME, version: str | None = None
+) -> str:
+    """Create ``<name>:<version>`` in the current BentoML store; return the tag.
 
-    ``model.keras`` is copied byte for byte (no re-save). An existing tag is replaced.
+    ``version`` defaults to :func:`content_version` (the package stage passes the
+    :func:`pair_version` it shares with the genre model). ``model.keras`` is copied byte for
+    byte (no re-save). An existing tag is replaced.
     """
     import bentoml
 
-    version = content_version(meta)
+    version = version or content_version(meta)
     tag = f"{name}:{version}"
     with contextlib.suppress(bentoml.exceptions.NotFound):
         bentoml.models.delete(tag)
@@ -262,6 +294,36 @@ def save_bento_model(model_path: Path, meta: ServingMetadata, name: str = MODEL_
             encoding="utf-8",
         )
     return tag
+
+
+def save_genre_bento_model(model_path: Path, genre: GenreMetadata, version: str) -> str:
+    """Create ``artist-id-genre:<version>`` (the artist model's version); return the tag."""
+    import bentoml
+
+    tag = f"{GENRE_MODEL_NAME}:{version}"
+    with contextlib.suppress(bentoml.exceptions.NotFound):
+        bentoml.models.delete(tag)
+    summary = {
+        "genres": genre.names,
+        "image_size": genre.image_size,
+        "held_out_artists_macro_ap": _number(genre.metrics, "held_out_artists", "ap"),
+        "held_out_paintings_macro_ap": _number(genre.metrics, "held_out_paintings", "ap"),
+    }
+    labels = {"project": "artist-id", "task": "painting-to-genres", "framework": "keras"}
+    with bentoml.models.create(tag, labels=labels, metadata=summary) as ref:
+        shutil.copyfile(model_path, ref.path_of(MODEL_FILE))
+        Path(ref.path_of(GENRE_METADATA_FILE)).write_text(
+            json.dumps(genre.to_json(), indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+            encoding="utf-8",
+        )
+    return tag
+
+
+def _number(metrics: dict[str, Any], *keys: str) -> float:
+    value: Any = metrics
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return float(value) if isinstance(value, int | float) else math.nan
 
 
 def export_bento_model(tag: str, path: Path) -> Path:
@@ -323,13 +385,29 @@ def import_bento_model(path: Path) -> str:
     return str(model.tag)
 
 
+GENRE_EXPORT_NAME = "artist-id-genre.tar"
+"""The genre model's export, beside the artist model's (``models/bento/``)."""
+
+
+def import_with_genre(path: Path) -> str:
+    """Import an exported artist model and the genre model exported beside it; return the
+    artist model's tag. The service needs both (they share one version)."""
+    tag = import_bento_model(path)
+    import_bento_model(path.with_name(GENRE_EXPORT_NAME))
+    return tag
+
+
 def _main(argv: Sequence[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if len(argv) != 2 or argv[0] != "import":
-        print("usage: python -m artist_id.packaging import <exported model .tar>", file=sys.stderr)
+    if len(argv) < 2 or argv[0] != "import":
+        print(
+            "usage: python -m artist_id.packaging import <exported model .tar> [...]",
+            file=sys.stderr,
+        )
         return 2
     try:
-        print(import_bento_model(Path(argv[1])))
+        for path in argv[1:]:
+            print(import_bento_model(Path(path)))
     except PackagingError as exc:
         print(f"package: {exc}", file=sys.stderr)
         return 1

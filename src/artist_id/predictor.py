@@ -26,10 +26,12 @@ from artist_id.api import (
     ArtistScore,
     ExplainedAnswer,
     Explanation,
+    GenreScore,
     ModelRef,
     RequestError,
     top_k_error,
 )
+from artist_id.genre_serving import GenreMetadata, genres_answer, genres_metadata
 from artist_id.serving_metadata import ServingMetadata
 
 log = logging.getLogger("artist_id.predictor")
@@ -102,12 +104,24 @@ class Predictor:
 
     meta: ServingMetadata
     tag: str
+    genre_meta: GenreMetadata
+    genre_tag: str
 
-    def setup(self, meta: ServingMetadata, tag: str, *, scaled_decode: bool = True) -> None:
+    def setup(
+        self,
+        meta: ServingMetadata,
+        tag: str,
+        genre_meta: GenreMetadata,
+        genre_tag: str,
+        *,
+        scaled_decode: bool = True,
+    ) -> None:
         """``scaled_decode=False`` decodes every upload at full size with no pixel budget (the
         behaviour before draft mode; kept only as the benchmark's baseline)."""
         self.meta = meta
         self.tag = tag
+        self.genre_meta = genre_meta
+        self.genre_tag = genre_tag
         self.limits = images.DecodeLimits(
             max_bytes=meta.limits.max_bytes,
             max_pixels=meta.limits.max_pixels,
@@ -173,7 +187,8 @@ class Predictor:
         names = ["image"] if len(paths) == 1 else [f"images[{i}]" for i in range(len(paths))]
         arrays = [await self.prepare(name, path) for name, path in zip(names, paths, strict=True)]
         proba = await self.classify(np.stack(arrays))
-        return [self.answer(row, k) for row in proba]
+        n = len(self.meta.classes)  # the artist probabilities, then the genre probabilities
+        return [self.answer(row[:n], k, row[n:]) for row in proba]
 
     # ---- explanations
 
@@ -235,8 +250,10 @@ class Predictor:
         ).explanations(info["layers"], info["method"])[0]
         png = await self.overlay_png(path, found)
         x, y = found.peak
+        # the genres come from the model service (the explainer holds the artist model only)
+        genre_proba = (await self.classify(batch))[0][len(self.meta.classes) :]
         answer = ExplainedAnswer(
-            **self.answer(found.probabilities, k).model_dump(),
+            **self.answer(found.probabilities, k, genre_proba).model_dump(),
             explanation=Explanation(
                 artist=self.meta.classes[found.class_index].artist,
                 probability=round(float(found.probabilities[found.class_index]), 6),
@@ -253,8 +270,8 @@ class Predictor:
     def model_ref(self) -> ModelRef:
         return ModelRef(name=self.meta.model, version=self.tag.partition(":")[2], tag=self.tag)
 
-    def answer(self, proba: np.ndarray, k: int) -> Answer:
-        """One answer from one row of probabilities."""
+    def answer(self, proba: np.ndarray, k: int, genre_proba: np.ndarray) -> Answer:
+        """One answer from one row of artist and one row of genre probabilities."""
         order = np.argsort(-proba, kind="stable")
         best = int(order[0])
         p_best = float(proba[best])
@@ -276,6 +293,9 @@ class Predictor:
             probability=round(p_best, 6),
             unknown=bool(unknown),
             top_k=top,
+            # whatever the artist answer, "unknown" included: the genre model also knows the
+            # genres of painters the artist model was not trained on
+            genres=[GenreScore(**g) for g in genres_answer(genre_proba, self.genre_meta)],
             model=self.model_ref(),
         )
 
@@ -293,4 +313,5 @@ class Predictor:
             "top_k": {"default": m.default_top_k, "max": len(m.classes)},
             "limits": {**vars(m.limits), "formats": list(m.limits.formats)},
             "provenance": m.provenance,
+            "genres": genres_metadata(self.genre_meta, self.genre_tag),
         }

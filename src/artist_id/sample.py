@@ -119,9 +119,23 @@ class Artist:
 
 
 # --------------------------------------------------------------------------------------------
-# The cast. Overlaps are deliberate: 0 and 1 share palette and composition (stroke shape
-# differs), 2's blue period borrows hues from 0/1, 0 and 8 share the swirl, 2 and 4 share
-# blocks on a grid, 0 sometimes paints in dabs like 1, 8 sometimes uses the night palette.
+# The cast, in genre families. Several fictional artists share a genre, and a genre shares
+# traits across its artists, the way movements share a manner while each painter keeps a hand:
+#
+# * Impressionism: short dabs laid in one direction, softened (blur), light and airy palettes
+#   (dusk, gold, lilac, green-gold); horizon or scattered layouts.
+# * Post-Impressionism: thick strokes of pure colour (swirls, dots) in complementary
+#   palettes (deep blue or violet against yellow or orange), no softening.
+# * Abstractionism: hard-edged flat blocks, grids and axis-aligned planes, outlines.
+# * Expressionism: long slashing lines and arcs, hot or acid palettes over dark grounds.
+#
+# Within a family each artist varies palette hues, stroke size and density, composition and
+# direction, so a model that has seen some of a genre's artists can recognise the genre in
+# an artist it has never seen, but not with certainty. Singletons (Cubism, Neoplasticism,
+# Pointillism, Suprematism) have one artist each: the genre model leaves them out.
+# The first three artists (above select.min_paintings) are the artist model's classes. Their
+# overlaps are deliberate too: 0 and 1 share palette and composition (stroke shape differs),
+# 2's blue period borrows hues from 0/1, 0 sometimes paints in dabs like 1.
 
 _NIGHT = Palette(
     focal=((0.61, 0.72, 0.55), (0.56, 0.45, 0.85), (0.14, 0.80, 0.95)),
@@ -158,21 +172,32 @@ _GOLD = Palette(
     field=((0.58, 0.15, 0.60), (0.10, 0.12, 0.42), (0.07, 0.30, 0.30)),
     background=((0.11, 0.35, 0.85), (0.60, 0.15, 0.45)),
 )
-_PASTEL = Palette(
-    focal=((0.95, 0.35, 0.95), (0.50, 0.30, 0.90), (0.15, 0.45, 0.95)),
-    field=((0.30, 0.30, 0.85), (0.60, 0.30, 0.90), (0.08, 0.30, 0.95)),
-    background=((0.10, 0.10, 0.95), (0.55, 0.15, 0.88)),
+_CONSTRUCT = Palette(  # primaries and black on cream
+    focal=((0.00, 0.85, 0.85), (0.13, 0.85, 0.95), (0.62, 0.80, 0.70)),
+    field=((0.00, 0.00, 0.12), (0.10, 0.20, 0.90), (0.97, 0.70, 0.50)),
+    background=((0.10, 0.20, 0.85), (0.05, 0.30, 0.70)),
 )
-_VERDANT = Palette(
-    focal=((0.45, 0.70, 0.60), (0.33, 0.60, 0.72), (0.50, 0.50, 0.82)),
-    field=((0.25, 0.60, 0.40), (0.40, 0.40, 0.30), (0.15, 0.50, 0.80)),
-    background=((0.40, 0.40, 0.35), (0.30, 0.30, 0.62)),
+_SUPREME = Palette(  # black, red and blue bars on white
+    focal=((0.00, 0.00, 0.08), (0.00, 0.85, 0.80), (0.62, 0.80, 0.60)),
+    field=((0.00, 0.00, 0.10), (0.13, 0.80, 0.90), (0.00, 0.00, 0.50)),
+    background=((0.10, 0.03, 0.95), (0.12, 0.06, 0.90)),
 )
 _ORCHID = Palette(
     focal=((0.80, 0.60, 0.80), (0.90, 0.55, 0.90), (0.75, 0.50, 0.50)),
     field=((0.70, 0.50, 0.35), (0.95, 0.30, 0.95), (0.60, 0.40, 0.50)),
     background=((0.75, 0.50, 0.25), (0.90, 0.30, 0.60)),
 )
+
+
+def _shifted(palette: Palette, hue: float = 0.0, sat: float = 1.0, val: float = 1.0) -> Palette:
+    """A palette of the same family: hues rotated by ``hue``, saturation/value scaled."""
+
+    def move(colours: Sequence[HSV]) -> tuple[HSV, ...]:
+        return tuple(((h + hue) % 1.0, min(1.0, s * sat), min(1.0, v * val)) for h, s, v in colours)
+
+    first, second = move(palette.background)
+    return Palette(move(palette.focal), move(palette.field), (first, second))
+
 
 _CAST: tuple[Artist, ...] = (
     Artist(
@@ -275,48 +300,176 @@ _CAST: tuple[Artist, ...] = (
     ),
     Artist(
         "Henrik van der Steeg",
-        "1775 – 1848",
-        "Romanticism",
+        "1832 – 1903",
+        "Impressionism",
         "Danish",
-        "hazy golden light, broad soft strokes, storms dissolving at sea",
-        Style(_GOLD, "dab", "horizon", "fixed", 0.0, 2.0, 0.30, 0.12, 3.0, 2.5, 3.0),
+        "hazy golden light on water, broad soft dabs dissolving into mist",
+        Style(_GOLD, "dab", "horizon", "fixed", 0.0, 2.0, 0.16, 0.06, 8.0, 1.8, 3.0),
     ),
     Artist(
         "Odile Ferrand",
         "1859 - 1893",
         "Post-Impressionism,Pointillism",
         "French",
-        "thousands of pastel dots gathered around a bright centre",
-        Style(_PASTEL, "dot", "central", "random", 0.0, 0.0, 0.02, 0.022, 110.0, 0.0, 2.0),
-    ),
-    Artist(
-        "Casimir Oduya",
-        "1911 – 1987",
-        "Abstract Expressionism",
-        "Kenyan,American",
-        "looping green and teal arcs around a dense core",
-        Style(_VERDANT, "arc", "central", "random", 0.0, 0.0, 0.16, 0.022, 9.0, 0.5, 4.0),
-    ),
-    Artist(
-        "Lise Marchetti-Ruiz",
-        "1922 - 2004",
-        "Lyrical Abstraction",
-        "Spanish,Italian",
-        "long violet and pink whirls, sometimes borrowing a nocturnal palette",
+        "short curling strokes of pure blue and yellow round a bright centre; at times dots only",
         Style(
-            _ORCHID,
+            _shifted(_NIGHT, hue=0.06, sat=1.1, val=1.1),
             "swirl",
             "central",
             "flow",
             0.0,
             0.0,
-            0.24,
-            0.028,
-            7.0,
-            0.5,
+            0.10,
+            0.025,
+            40.0,
+            0.0,
             3.0,
-            alt_prob=0.2,
-            alt_palette=_NIGHT,
+            alt_prob=0.4,
+            alt_shape="dot",
+        ),
+    ),
+    Artist(
+        "Casimir Oduya",
+        "1879 – 1944",
+        "Expressionism,Abstractionism",
+        "Kenyan,French",
+        "black lines thrown across outlined planes of red, yellow and blue",
+        Style(
+            _CONSTRUCT,
+            "line",
+            "grid",
+            "random",
+            0.0,
+            0.0,
+            0.22,
+            0.020,
+            7.0,
+            0.2,
+            4.0,
+            outline=True,
+            cell_jitter=0.10,
+            underpaint=4,
+        ),
+    ),
+    Artist(
+        "Lise Marchetti-Ruiz",
+        "1922 - 2004",
+        "Expressionism",
+        "Spanish,Italian",
+        "looping crimson and violet arcs around a dark core",
+        Style(
+            _shifted(_ORCHID, hue=0.12, val=0.85),
+            "arc",
+            "central",
+            "random",
+            0.0,
+            0.0,
+            0.18,
+            0.026,
+            9.0,
+            0.4,
+            5.0,
+        ),
+    ),
+    Artist(
+        "Agathe Vernoux",
+        "1812 - 1870",
+        "Impressionism",
+        "French",
+        "misty green-gold river banks in small, slanting, softened dabs",
+        Style(
+            _shifted(_GOLD, hue=0.10, sat=0.9),
+            "dab",
+            "scatter",
+            "fixed",
+            20.0,
+            3.0,
+            0.10,
+            0.040,
+            14.0,
+            1.4,
+            3.0,
+        ),
+    ),
+    Artist(
+        "Bastien Oriol",
+        "1848 – 1903",
+        "Post-Impressionism",
+        "Belgian",
+        "writhing teal cypresses under orange-lit swirling skies",
+        Style(
+            _shifted(_NIGHT, hue=-0.06),
+            "swirl",
+            "horizon",
+            "flow",
+            0.0,
+            0.0,
+            0.18,
+            0.040,
+            16.0,
+            0.2,
+            5.0,
+        ),
+    ),
+    Artist(
+        "Vera Koslinska",
+        "1879 - 1935",
+        "Suprematism,Abstractionism",
+        "Polish",
+        "black, red and blue bars floating on white",
+        Style(
+            _SUPREME,
+            "block",
+            "scatter",
+            "random",
+            0.0,
+            0.0,
+            0.28,
+            0.10,
+            2.0,
+            0.0,
+            2.0,
+            underpaint=0,
+        ),
+    ),
+    Artist(
+        "Theo Halvard",
+        "1840 – 1926",
+        "Impressionism",
+        "Norwegian",
+        "flickering lilac and pink dabs of water and sky",
+        Style(
+            _shifted(_DUSK, hue=-0.06, sat=0.8, val=1.1),
+            "dab",
+            "horizon",
+            "fixed",
+            -10.0,
+            1.5,
+            0.09,
+            0.035,
+            24.0,
+            1.0,
+            4.0,
+        ),
+    ),
+    Artist(
+        "Milos Dravec",
+        "1880 – 1938",
+        "Expressionism",
+        "Czech",
+        "jagged crimson and black lines",
+        Style(
+            _shifted(_FIRE, hue=-0.04, val=0.9),
+            "line",
+            "diagonal",
+            "fixed",
+            140.0,
+            3.0,
+            0.25,
+            0.020,
+            12.0,
+            0.1,
+            6.0,
         ),
     ),
 )

@@ -3,9 +3,11 @@
 Two BentoML services, one process each under ``bentoml serve``:
 
 - :class:`ArtistModel` (internal; the one place model services are declared) loads the packaged
-  Keras model (``safe_mode=True``) and exposes one batchable API, ``classify`` (uint8 images
-  -> probabilities). BentoML's adaptive batching merges concurrent calls into one
-  ``predict_on_batch``. It listens only on a private Unix socket of the entry service.
+  Keras models (``safe_mode=True``), the artist model and the genre model packaged with it
+  (same version), and exposes one batchable API, ``classify`` (uint8 images -> artist
+  probabilities, then genre probabilities). BentoML's adaptive batching merges concurrent
+  calls into one batch for both models. It listens only on a private Unix socket of the entry
+  service.
 - :class:`ArtistExplainer` (internal) holds a second copy of the model for ``/explain``: heat
   maps of where the model looked (:mod:`artist_id.explain`), batched up to
   ``EXPLAIN_MAX_BATCH``. A process of its own, on ``EXPLAIN_THREADS`` TensorFlow thread(s), so
@@ -24,8 +26,11 @@ admission), the error contract, ``/metadata`` and the docs. The routes are decla
 (:data:`artist_id.api.UPLOAD_ENDPOINTS` and :func:`artist_id.api.make_app`); a test checks that
 the ``@bentoml.api`` methods below match them.
 
-The model is ``artist-id:latest`` in the BentoML store (``make bento`` imports the file the
-package stage exports); set ``ARTIST_ID_MODEL_TAG`` to serve another version.
+The models are ``artist-id:latest`` and ``artist-id-genre:latest`` in the BentoML store
+(``make bento`` imports the files the package stage exports); set ``ARTIST_ID_MODEL_TAG`` and
+``ARTIST_ID_GENRE_MODEL_TAG`` to serve another version (both services refuse to start on two
+models of different versions). Every answer carries a ``genres`` field
+(:func:`artist_id.genre_serving.genres_answer`), also when the artist is "unknown".
 """
 
 from __future__ import annotations
@@ -45,12 +50,15 @@ from starlette.responses import Response
 
 from artist_id import api
 from artist_id.explain import OVERLAY_SIZE
+from artist_id.genre_serving import GENRE_METADATA_FILE, GENRE_MODEL_NAME, load_genre_metadata
 from artist_id.predictor import Predictor
 from artist_id.serving_metadata import METADATA_FILE, MODEL_FILE, MODEL_NAME, load_metadata
 
 log = logging.getLogger("artist_id.service")
 
 MODEL_TAG = os.environ.get("ARTIST_ID_MODEL_TAG", f"{MODEL_NAME}:latest")
+# The genre model packaged with it (same version; checked at start-up by check_pair).
+GENRE_TAG = os.environ.get("ARTIST_ID_GENRE_MODEL_TAG", f"{GENRE_MODEL_NAME}:latest")
 MAX_BATCH = 32  # images per model call after adaptive batching
 EXPLAIN_MAX_BATCH = 4  # images per explainer call after adaptive batching
 EXPLAIN_THREADS = 1  # CPU threads of the explainer's TensorFlow: the other cores stay free
@@ -126,19 +134,28 @@ def error_answer(exc: api.RequestError) -> Response:  # W6
     runner_connection=RUNNER_CONNECTION,
 )
 class ArtistModel:
-    """The Keras model behind a batchable API; internal (reached only by :class:`ArtistID`)."""
+    """The artist and genre models behind one batchable API; internal (reached only by
+    :class:`ArtistID`). One call runs both on the same batch: adaptive batching covers both."""
 
     bento_model = BentoModel(MODEL_TAG)
+    genre_bento_model = BentoModel(GENRE_TAG)
 
     def __init__(self) -> None:
         from artist_id.models import load_model
 
+        check_pair(str(self.bento_model.tag), str(self.genre_bento_model.tag))
         self.meta = load_metadata(self.bento_model.path_of(METADATA_FILE))
+        self.genre_meta = load_genre_metadata(self.genre_bento_model.path_of(GENRE_METADATA_FILE))
         size = self.meta.image_size
         self.model = load_model(
             self.bento_model.path_of(MODEL_FILE),
             image_size=size,
             num_classes=len(self.meta.classes),
+        )
+        self.genre_model = load_model(
+            self.genre_bento_model.path_of(MODEL_FILE),
+            image_size=size,
+            num_classes=len(self.genre_meta.genres),
         )
         # Trace the predict function now, not on the first requests: Keras retraces once for
         # a second batch size, then generalises to any batch size.
@@ -154,14 +171,27 @@ class ArtistModel:
 
     @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=10_000)
     def classify(self, batch: np.ndarray) -> np.ndarray:
-        """uint8 RGB images ``(n, size, size, 3)`` -> float32 probabilities ``(n, classes)``."""
+        """uint8 RGB images ``(n, size, size, 3)`` -> float32 ``(n, classes + genres)``: the
+        artist model's softmax, then the genre model's sigmoids (one array: one batch)."""
         size = self.meta.image_size
         if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[1:] != (size, size, 3):
             raise ValueError(
                 f"expected uint8 (n, {size}, {size}, 3), got {batch.dtype} {batch.shape}"
             )
-        proba = self.model.predict_on_batch(batch.astype(np.float32))
-        return np.asarray(proba, dtype=np.float32)
+        x = batch.astype(np.float32)
+        artists = np.asarray(self.model.predict_on_batch(x), dtype=np.float32)
+        genres = np.asarray(self.genre_model.predict_on_batch(x), dtype=np.float32)
+        return np.concatenate([artists, genres], axis=1)
+
+
+def check_pair(artist_tag: str, genre_tag: str) -> None:
+    """The artist and genre models must be the pair the package stage built (same version)."""
+    if artist_tag.partition(":")[2] != genre_tag.partition(":")[2]:
+        raise RuntimeError(
+            f"{artist_tag} and {genre_tag} were not packaged together (versions differ): "
+            "import both files of one `dvc repro package` run (make bento), or set "
+            "ARTIST_ID_MODEL_TAG and ARTIST_ID_GENRE_MODEL_TAG to one version"
+        )
 
 
 @bentoml.service(
@@ -228,22 +258,28 @@ class ArtistID(Predictor):
     """Which artist painted this picture? ``POST /predict``, ``POST /predict_batch``."""
 
     bento_model = BentoModel(MODEL_TAG)
+    genre_bento_model = BentoModel(GENRE_TAG)
     model_service = bentoml.depends(ArtistModel)
     explainer_service = bentoml.depends(ArtistExplainer)
 
     def __init__(self) -> None:
+        tag, genre_tag = str(self.bento_model.tag), str(self.genre_bento_model.tag)
+        check_pair(tag, genre_tag)
         meta = load_metadata(self.bento_model.path_of(METADATA_FILE))
-        self.setup(meta, str(self.bento_model.tag), scaled_decode=not FULL_DECODE)
+        genre_meta = load_genre_metadata(self.genre_bento_model.path_of(GENRE_METADATA_FILE))
+        self.setup(meta, tag, genre_meta, genre_tag, scaled_decode=not FULL_DECODE)
         limits = meta.limits
         GUARD.max_request_bytes = limits.max_request_bytes
         GUARD.read_timeout_s = limits.read_timeout_s
         GUARD.max_images = limits.max_images
         GUARD.max_top_k = len(meta.classes)
         log.info(
-            "serving %s: %d classes, unknown below p=%.3f%s",
+            "serving %s: %d classes, unknown below p=%.3f; %s: %d genres%s",
             self.tag,
             len(meta.classes),
             meta.unknown.threshold,
+            genre_tag,
+            len(genre_meta.genres),
             " (FULL_DECODE: benchmark baseline)" if FULL_DECODE else "",
         )
 
@@ -273,7 +309,7 @@ class ArtistID(Predictor):
 
     @bentoml.api(route=api.PREDICT.path)
     async def predict(self, image: Path, top_k: TopK = None) -> api.Answer:
-        """Which artist painted this image? The best guess (or unknown) and the top k."""
+        """Which artist painted this image? The best guess (or unknown), the top k, the genres."""
         answers = await self._answer([image], top_k)
         # W6: an error is a Response, which BentoML sends as it is.
         return answers[0] if isinstance(answers, list) else answers  # type: ignore[return-value]

@@ -40,6 +40,11 @@ def tiny_params(params: dict[str, Any]) -> dict[str, Any]:
     # random VGG weights (style transfer's trunk does not matter here), 48 px, 4 iterations
     params["style"].update(weights="none", image_size=48, checkpoints=[2, 4], photos=["china.jpg"])
     params["filters"]["per_layer"] = 2
+    # Two genres keep two artists each among the six (Impressionism, Abstractionism).
+    params["genre"].update(min_paintings=5, bootstrap=20)
+    params["periods"].update(
+        min_paintings=3, pca_components=10, perplexity=10, thumbnails=4, palette_pixels=2000
+    )
     return params
 
 

@@ -190,8 +190,12 @@ def test_readme_experiment_runs_one_model_and_its_table_fits_160_columns(project
     assert README_EXP_RUN in readme and README_EXP_SHOW in readme
     before = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True)
     proc = dvc(project, *shlex.split(README_EXP_RUN)[1:])
-    # style scores its results with the best model, which the experiment retrained
-    assert ran(proc) == {
+    # One model's stages, the ranking and the report; no other model is retrained. package
+    # and style (which scores its results with the best model) follow only when the retrained
+    # model changes models/best, which depends on how the tiny run's models rank here.
+    stages = ran(proc)
+    assert {"train@style_stats", "evaluate@style_stats", "leaderboard", "report"} <= stages
+    assert stages <= {
         "train@style_stats",
         "evaluate@style_stats",
         "leaderboard",
@@ -199,6 +203,7 @@ def test_readme_experiment_runs_one_model_and_its_table_fits_160_columns(project
         "style",
         "report",
     }
+    assert "style" not in stages or "package" in stages
     after = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True)
     assert after.stdout == before.stdout  # --temp: the workspace is untouched
     env = env_for(project, COLUMNS="160")

@@ -47,6 +47,10 @@ REAL_IMAGES = REPO.parent / "shared" / "real-sample" / "images" / "images"
 VENV_BIN = Path(sys.executable).parent
 
 CLASSES = ["Edgar Degas", "Pablo Picasso", "Vincent van Gogh"]
+# The tiny genre model's outputs and thresholds: Impressionism's 0.0 is always passed, so every
+# answer lists it; Post-Impressionism's 1.0 never is.
+GENRES = ["Impressionism", "Post-Impressionism", "Surrealism"]
+GENRE_THRESHOLDS = {"Impressionism": 0.0, "Post-Impressionism": 1.0, "Surrealism": 0.5}
 SIZE = 32
 # Small caps so the tests can cross them with small bodies.
 MAX_BYTES = 300_000
@@ -69,6 +73,8 @@ class Project:
     tag: str  # the BentoML model tag the package stage created
     export: Path  # models/bento/artist-id.tar
     home: Path  # BENTOML_HOME
+    genre_tag: str  # the genre model packaged with it (same version)
+    genre_export: Path  # models/bento/artist-id-genre.tar
 
 
 def _train_tiny_model(path: Path) -> tuple[object, np.ndarray]:
@@ -88,6 +94,44 @@ def _train_tiny_model(path: Path) -> tuple[object, np.ndarray]:
     return model, val_x
 
 
+def _tiny_genre_model(out: Path) -> None:
+    """What the genre stage writes: a style_stats trunk (random, one tap) + a sigmoid head."""
+    from artist_id import genre as gm
+    from artist_id import style_features as sf
+    from artist_id.models import save_model
+
+    spec = sf.TrunkSpec(weights="none", layers=("block1_conv2",), image_size=SIZE)
+    trunk = sf.build_trunk(spec)
+    width = int(trunk.output_shape[-1])
+    rng = np.random.default_rng(1)
+    head = gm.LinearHead(
+        mean=np.zeros(width),
+        scale=np.full(width, 50.0),
+        coef=rng.normal(0, 0.05, (width, len(GENRES))),
+        intercept=np.zeros(len(GENRES)),
+    )
+    save_model(gm.build_genre_model(trunk, head, GENRES), out / "model.keras")
+    per_genre = {g: {"ap": 0.5, "f1": 0.5, "prior_ap": 0.3, "support": 10} for g in GENRES}
+    macro = {"ap": 0.5, "f1": 0.5, "prior_ap": 0.3, "all_positive_f1": 0.4}
+    (out / "genres.json").write_text(
+        json.dumps(
+            {
+                "genres": GENRES,
+                "thresholds": GENRE_THRESHOLDS,
+                "fallback_top_k": 2,
+                "image_size": SIZE,
+                "trunk": spec.to_json(),
+                "metrics": {
+                    "held_out_artists": {"macro": macro, "per_genre": per_genre},
+                    "held_out_paintings": {"macro": macro, "per_genre": per_genre},
+                },
+                "excluded": ["Cubism"],
+            }
+        ),
+        encoding="utf-8",
+    )
+
+
 def _val_labels(proba: np.ndarray) -> np.ndarray:
     """Labels that make the model right on its 9 most confident validation images and wrong
     on the 3 least: the 0.9-precision threshold is then the 10th highest top-1 probability,
@@ -101,6 +145,7 @@ def _val_labels(proba: np.ndarray) -> np.ndarray:
 def make_project(root: Path) -> Project:
     """Write the pipeline outputs the package stage reads, then run the stage in ``root``."""
     model, val_x = _train_tiny_model(root / "models" / "best" / "model.keras")
+    _tiny_genre_model(root / "models" / "genre")
     proba = np.asarray(model.predict(val_x, verbose=0))  # type: ignore[attr-defined]
     val_y = _val_labels(proba)
     ids = [f"img_{i}" for i in range(len(val_y))]
@@ -130,6 +175,7 @@ def make_project(root: Path) -> Project:
     from stages.package import EXPORT_NAME, OUT, run
 
     from artist_id.config import PackageParams
+    from artist_id.packaging import GENRE_EXPORT_NAME
 
     params = PackageParams(
         unknown_precision=0.9,
@@ -149,7 +195,14 @@ def make_project(root: Path) -> Project:
     finally:
         os.chdir(cwd)
     summary = json.loads((root / "reports" / "package" / "summary.json").read_text("utf-8"))
-    return Project(root, summary["tag"], root / OUT / EXPORT_NAME, Path(HOME))
+    return Project(
+        root,
+        summary["tag"],
+        root / OUT / EXPORT_NAME,
+        Path(HOME),
+        summary["genre_tag"],
+        root / OUT / GENRE_EXPORT_NAME,
+    )
 
 
 # ------------------------------------------------------------------------------- images

@@ -19,6 +19,7 @@ SERVICE_MODULES = {
     "api.py",
     "predictor.py",
     "serving_metadata.py",
+    "genre_serving.py",
     "images.py",
     "models.py",
     "config.py",
@@ -69,7 +70,7 @@ def test_bentoml_build_bundles_model_code_and_pins(bento_tag: str, project: Proj
     info = yaml.safe_load((bento / "bento.yaml").read_text(encoding="utf-8"))
     assert info["bentoml_version"] == constraints()["bentoml"]
     models = {m["tag"] for svc in info["services"] for m in svc["models"]}
-    assert models == {project.tag}
+    assert models == {project.tag, project.genre_tag}  # the pair, one version
     assert {s["name"] for s in info["services"]} == {
         "artist_id",
         "artist_id_model",

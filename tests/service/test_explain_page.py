@@ -16,6 +16,7 @@ from PIL import Image
 from artist_id import explain, predictor
 from artist_id import serving_metadata as sm
 from artist_id.api import RequestError
+from artist_id.genre_serving import GenreInfo, GenreMetadata
 from artist_id.predictor import Predictor
 from tests.service.helpers import (
     CLASSES,
@@ -122,11 +123,18 @@ class SlowExplainer(Predictor):
             limits=sm.Limits(1_000_000, 1_000_000, ("JPEG",), 2_000_000, 2, 5.0, 1_000_000),
             default_top_k=3,
         )
-        self.setup(meta, "artist-id:abc")
+        genres = GenreMetadata(
+            genres=(GenreInfo("Cubism", 0.5), GenreInfo("Surrealism", 0.5)),
+            image_size=SIZE,
+            fallback_top_k=2,
+            metrics={},
+        )
+        self.setup(meta, "artist-id:abc", genres, "artist-id-genre:abc")
         self.release = release
 
     async def classify(self, batch: np.ndarray) -> np.ndarray:
-        return np.tile(np.array([[0.1, 0.7, 0.2]], np.float32), (len(batch), 1))
+        # the artist probabilities, then the genre model's (as the model service answers)
+        return np.tile(np.array([[0.1, 0.7, 0.2, 0.8, 0.1]], np.float32), (len(batch), 1))
 
     async def describe_explainer(self) -> dict[str, Any]:
         return {"method": explain.GRAD_CAM, "layers": ["conv"]}
@@ -203,3 +211,18 @@ def test_an_explanation_over_its_timeout_is_a_504(
         return 200
 
     assert anyio.run(scenario) == 504
+
+
+def test_an_explanation_answers_the_genres_too(upload: Path) -> None:
+    """/explain adds the explanation to /predict's answer, genres included (issue 12)."""
+
+    async def scenario() -> Any:
+        release = anyio.Event()
+        release.set()
+        answer, _png = await SlowExplainer(release).explain_file(upload, None)
+        return answer
+
+    answer = anyio.run(scenario)
+    # the model service's genre columns (0.8, 0.1): Cubism passes its 0.5, Surrealism does not
+    assert [(g.genre, g.above_threshold) for g in answer.genres] == [("Cubism", True)]
+    assert answer.explanation.artist == CLASSES[1]

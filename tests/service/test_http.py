@@ -49,6 +49,8 @@ def test_good_images(server: Server, project: Project, name: str) -> None:
     assert {t["artist"] for t in answer["top_k"]} == set(CLASSES)
     assert answer["artist"] in (None, answer["top_k"][0]["artist"])
     assert all(t["genre"] and t["nationality"] and t["years"] for t in answer["top_k"])
+    # the genre model answers beside it (its Impressionism threshold of 0 is always passed)
+    assert "Impressionism" in {g["genre"] for g in answer["genres"]}
 
 
 def test_a_real_painting_with_curl_like_upload(server: Server) -> None:
@@ -96,6 +98,8 @@ def test_batch_and_metadata(server: Server, project: Project) -> None:
         assert len(batch) == 2 and all(close(a, b) for a, b in zip(batch, singles, strict=True))
         meta = c.get("/metadata").json()
         assert meta["model"]["tag"] == project.tag
+        assert meta["genres"]["model"]["tag"] == project.genre_tag
+        assert all(answer["genres"] for answer in batch)
         assert [x["artist"] for x in meta["classes"]] == CLASSES
         assert c.get("/nope").status_code == 404
 

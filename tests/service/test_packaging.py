@@ -11,6 +11,7 @@ import pytest
 from artist_id import packaging as pk
 from artist_id import serving_metadata as sm
 from artist_id.config import ConfigError
+from artist_id.genre_serving import GenreInfo, GenreMetadata, GenreMetadataError, genres_answer
 from tests.service.helpers import ARTISTS_CSV, CLASSES, REPO
 
 
@@ -144,6 +145,73 @@ def test_version_is_a_content_hash_that_ignores_provenance() -> None:
     # the weights are the content; the file's own hash (Keras version, zip layout) is not
     assert pk.content_version(meta(weights_sha256="00")) != v
     assert pk.content_version(meta(model_sha256="00")) == v
+
+
+GENRES_JSON = {  # what the genre stage writes to models/genre/genres.json
+    "genres": ["Cubism", "Impressionism"],
+    "thresholds": {"Cubism": 0.4, "Impressionism": 0.7},
+    "fallback_top_k": 3,
+    "image_size": 32,
+    "trunk": {"weights": "none", "layers": ["block1_conv2"], "image_size": 32},
+    "metrics": {
+        "held_out_artists": {
+            "macro": {"ap": 0.6, "prior_ap": 0.3},
+            "per_genre": {"Impressionism": {"ap": 0.8, "f1": 0.7, "prior_ap": 0.4}},
+        },
+        "held_out_paintings": {
+            "macro": {"ap": 0.9, "prior_ap": 0.3},
+            "per_genre": {
+                "Cubism": {"ap": 0.95, "f1": 0.9, "prior_ap": 0.2},
+                "Impressionism": {"ap": 0.85, "f1": 0.8, "prior_ap": 0.4},
+            },
+        },
+    },
+    "excluded": ["Pointillism"],
+}
+
+
+def genre_meta(**changes: object) -> GenreMetadata:
+    base = GenreMetadata.from_genre_stage(GENRES_JSON)
+    return GenreMetadata(**{**vars(base), **changes})
+
+
+def test_genre_metadata_from_the_genre_stage_and_back() -> None:
+    g = genre_meta()
+    assert g.names == ["Cubism", "Impressionism"] and g.thresholds.tolist() == [0.4, 0.7]
+    # Cubism has one artist: it has no held-out-artist entry, only a held-out-painting one
+    assert set(g.genres[0].metrics) == {"held_out_paintings"}
+    assert g.genres[1].metrics["held_out_artists"]["ap"] == 0.8
+    assert g.metrics["held_out_artists"] == {"ap": 0.6, "prior_ap": 0.3}
+    assert g.excluded == ("Pointillism",)
+    assert GenreMetadata.from_json(json.loads(json.dumps(g.to_json()))) == g
+    with pytest.raises(GenreMetadataError, match="format"):
+        GenreMetadata.from_json({**g.to_json(), "format": 99})
+    with pytest.raises(GenreMetadataError, match="probabilities"):
+        genre_meta(genres=(GenreInfo("Cubism", 1.5),))
+
+
+def test_pair_version_follows_both_models_and_ignores_provenance() -> None:
+    v = pk.pair_version(meta(), genre_meta())
+    assert len(v) == 16 and v != pk.content_version(meta())
+    assert pk.pair_version(meta(provenance={"git": {"rev": "x"}}), genre_meta()) == v
+    assert pk.pair_version(meta(threshold=0.6), genre_meta()) != v  # the artist side
+    assert pk.pair_version(meta(), genre_meta(weights_sha256="00")) != v  # the genre weights
+    assert pk.pair_version(meta(), genre_meta(fallback_top_k=2)) != v
+    assert pk.pair_version(meta(), genre_meta(model_sha256="00")) == v  # the file, not content
+
+
+def test_genres_answer_checks_the_number_of_probabilities() -> None:
+    g = genre_meta()
+    assert [x["genre"] for x in genres_answer(np.array([0.5, 0.9]), g)] == [
+        "Impressionism",
+        "Cubism",
+    ]
+    assert genres_answer(np.array([0.3, 0.6]), g) == [  # none above: both, flagged
+        {"genre": "Impressionism", "probability": 0.6, "above_threshold": False},
+        {"genre": "Cubism", "probability": 0.3, "above_threshold": False},
+    ]
+    with pytest.raises(GenreMetadataError, match="for 2 genres"):
+        genres_answer(np.array([0.1, 0.2, 0.3]), g)
 
 
 def test_limits_refuse_caps_that_would_refuse_every_allowed_image() -> None:

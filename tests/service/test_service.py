@@ -15,9 +15,12 @@ from PIL import Image, ImageOps
 
 from artist_id import serving_metadata as sm
 from artist_id.api import RequestError
+from artist_id.genre_serving import GenreInfo, GenreMetadata
 from artist_id.predictor import Predictor
 from tests.service.helpers import (
     CLASSES,
+    GENRE_THRESHOLDS,
+    GENRES,
     MAX_IMAGES,
     MAX_REQUEST_BYTES,
     Project,
@@ -31,8 +34,22 @@ from tests.service.helpers import (
     small_real_jpeg,
 )
 
-ANSWER_KEYS = {"artist", "probability", "unknown", "top_k", "model"}
+ANSWER_KEYS = {"artist", "probability", "unknown", "top_k", "genres", "model"}
 TOP_KEYS = {"artist", "probability", "genre", "nationality", "years"}
+GENRE_KEYS = {"genre", "probability", "above_threshold"}
+
+
+def check_genres(genres: list[dict[str, Any]]) -> None:
+    """Genres at or above their threshold, most probable first (else the most probable)."""
+    assert genres and all(set(g) == GENRE_KEYS for g in genres)
+    probs = [g["probability"] for g in genres]
+    assert probs == sorted(probs, reverse=True) and all(0.0 <= p <= 1.0 for p in probs)
+    for g in genres:
+        assert g["genre"] in GENRES
+        assert g["above_threshold"] == (g["probability"] >= GENRE_THRESHOLDS[g["genre"]])
+    # the tiny model's Impressionism threshold is 0: always listed, always above
+    assert "Impressionism" in {g["genre"] for g in genres}
+    assert all(g["above_threshold"] for g in genres)
 
 
 def check_answer(answer: dict[str, Any], project: Project, k: int = 3) -> None:
@@ -47,6 +64,7 @@ def check_answer(answer: dict[str, Any], project: Project, k: int = 3) -> None:
     assert {t["artist"] for t in top} <= set(CLASSES)
     version = project.tag.split(":")[1]
     assert answer["model"] == {"name": "cnn_small", "version": version, "tag": project.tag}
+    check_genres(answer["genres"])
 
 
 def post(client: Any, path: str, **kwargs: Any) -> Any:
@@ -180,6 +198,16 @@ def test_metadata(client: Any, project: Project) -> None:
     assert meta["top_k"] == {"default": 3, "max": 3}
     assert meta["limits"]["max_request_bytes"] == MAX_REQUEST_BYTES
     assert set(meta["provenance"]) == {"params_sha256", "git"}
+    genres = meta["genres"]
+    assert [g["genre"] for g in genres["genres"]] == GENRES
+    assert {g["genre"]: g["threshold"] for g in genres["genres"]} == GENRE_THRESHOLDS
+    assert genres["genres"][0]["metrics"]["held_out_artists"]["ap"] == 0.5
+    assert genres["metrics"]["held_out_artists"]["prior_ap"] == 0.3
+    assert genres["fallback_top_k"] == 2 and genres["excluded"] == ["Cubism"]
+    # packaged together: one version for both models
+    assert genres["model"]["tag"] == project.genre_tag
+    assert genres["model"]["version"] == meta["model"]["version"] == project.tag.split(":")[1]
+    assert len(genres["model"]["weights_sha256"]) == 64
 
 
 def test_the_bentoml_api_matches_the_declared_upload_routes() -> None:
@@ -236,10 +264,25 @@ def test_get_on_predict_is_a_json_405(client: Any) -> None:
 # --------------------------------------------------------------------- answer logic direct
 
 
+FIXED_GENRES = GenreMetadata(
+    genres=(
+        GenreInfo("Cubism", 0.5),
+        GenreInfo("Impressionism", 0.3),
+        GenreInfo("Surrealism", 0.8),
+        GenreInfo("Symbolism", 0.6),
+    ),
+    image_size=32,
+    fallback_top_k=3,
+    metrics={},
+)
+
+
 class FixedModel(Predictor):
     """The entry logic with fixed probabilities instead of a model call."""
 
-    def __init__(self, threshold: float, proba: list[float]) -> None:
+    def __init__(
+        self, threshold: float, proba: list[float], genres: tuple[float, ...] = (0.6, 0.2, 0.9, 0.1)
+    ) -> None:
         infos = (
             sm.ArtistInfo("Edgar Degas", "Impressionism", "French", "1834 - 1917"),
             sm.ArtistInfo("Pablo Picasso", "Cubism,Surrealism", "Spanish", "1881 - 1973"),
@@ -254,32 +297,76 @@ class FixedModel(Predictor):
             limits=sm.Limits(1_000_000, 1_000_000, ("PNG",), 2_000_000, 2, 5.0, 1_000_000),
             default_top_k=2,
         )
-        self.setup(meta, "artist-id:abc")
+        self.setup(meta, "artist-id:abc", FIXED_GENRES, "artist-id-genre:abc")
         self.proba = np.array([proba], dtype=np.float32)
+        self.genre_proba = np.array([genres], dtype=np.float32)
 
     async def classify(self, batch: np.ndarray) -> np.ndarray:
         assert batch.dtype == np.uint8 and batch.shape[1:] == (32, 32, 3)
-        return np.repeat(self.proba, len(batch), axis=0)
+        both = np.concatenate([self.proba, self.genre_proba], axis=1)  # as ArtistModel answers
+        return np.repeat(both, len(batch), axis=0)
+
+    def first(self, k: int) -> dict[str, Any]:
+        return self.answer(self.proba[0], k, self.genre_proba[0]).model_dump()
 
 
-def test_unknown_below_the_threshold_still_gives_top_k() -> None:
+def test_unknown_below_the_threshold_still_gives_top_k_and_genres() -> None:
     svc = FixedModel(0.6, [0.2, 0.5, 0.3])
-    answer = svc.answer(svc.proba[0], 2).model_dump()
+    answer = svc.first(2)
     assert answer["unknown"] and answer["artist"] is None and answer["probability"] == 0.5
     assert [t["artist"] for t in answer["top_k"]] == ["Pablo Picasso", "Vincent van Gogh"]
     assert answer["top_k"][0]["genre"] == "Cubism,Surrealism"
+    # the genres of a painter the artist model does not know: Surrealism 0.9 >= 0.8 and
+    # Cubism 0.6 >= 0.5 pass their thresholds; Impressionism 0.2 < 0.3, Symbolism 0.1 < 0.6
+    assert answer["genres"] == [
+        {"genre": "Surrealism", "probability": pytest.approx(0.9), "above_threshold": True},
+        {"genre": "Cubism", "probability": pytest.approx(0.6), "above_threshold": True},
+    ]
+
+
+def test_no_genre_above_its_threshold_gives_the_top_three_flagged() -> None:
+    svc = FixedModel(0.6, [0.2, 0.5, 0.3], genres=(0.4, 0.25, 0.7, 0.5))
+    answer = svc.first(2)
+    assert answer["unknown"]
+    assert [(g["genre"], g["above_threshold"]) for g in answer["genres"]] == [
+        ("Surrealism", False),
+        ("Symbolism", False),
+        ("Cubism", False),
+    ]
+
+
+def test_genres_are_the_same_whether_the_artist_is_known_or_not() -> None:
+    unknown = FixedModel(0.9, [0.2, 0.5, 0.3]).first(3)
+    known = FixedModel(0.1, [0.2, 0.5, 0.3]).first(3)
+    assert unknown["unknown"] and not known["unknown"]
+    assert unknown["genres"] == known["genres"]
+
+
+def test_batch_answers_split_artist_and_genre_columns(tmp_path: Path) -> None:
+    svc = FixedModel(0.5, [0.2, 0.5, 0.3])
+    answer = _predict(svc, encode(painting(), "PNG"), None, tmp_path)[0]
+    assert answer.probability == 0.5 and answer.artist == "Pablo Picasso"
+    assert [g.genre for g in answer.genres] == ["Surrealism", "Cubism"]
 
 
 def test_known_at_or_above_the_threshold() -> None:
     svc = FixedModel(0.5, [0.2, 0.5, 0.3])
-    answer = svc.answer(svc.proba[0], 3).model_dump()
+    answer = svc.first(3)
     assert not answer["unknown"] and answer["artist"] == "Pablo Picasso"
     assert answer["model"] == {"name": "m", "version": "abc", "tag": "artist-id:abc"}
 
 
 def test_ties_keep_label_order() -> None:
     svc = FixedModel(0.1, [0.4, 0.4, 0.2])
-    assert [t.artist for t in svc.answer(svc.proba[0], 3).top_k] == CLASSES
+    assert [t["artist"] for t in svc.first(3)["top_k"]] == CLASSES
+
+
+def test_models_of_two_versions_refuse_to_serve_together() -> None:
+    from artist_id.service import check_pair
+
+    check_pair("artist-id:abc", "artist-id-genre:abc")
+    with pytest.raises(RuntimeError, match="not packaged together"):
+        check_pair("artist-id:abc", "artist-id-genre:def")
 
 
 def _predict(svc: FixedModel, data: bytes, top_k: int | None, tmp: Path) -> list[Any]:

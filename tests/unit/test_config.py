@@ -57,6 +57,12 @@ def test_defaults_parse_into_frozen_dataclasses() -> None:
         ("train.vgg16.dropout", 1.0, r"train\.vgg16\.dropout must be in \[0, 1\)"),
         ("train.cnn_small.epochs", 0, r"train\.cnn_small\.epochs is 0 and nothing is fine-tuned"),
         ("train.models", ["vgg16", "vgg16"], r"train\.models lists a model twice"),
+        ("genre.weighting", "artists", r"params\.genre\.weighting: 'artists' is not one of"),
+        ("genre.test_fraction", 0.9, r"genre: val_fraction and test_fraction"),
+        ("genre.artist_folds", 1, r"genre\.artist_folds must be at least 2"),
+        ("genre.c", 0, r"genre\.c must be positive"),
+        ("periods.anchor", "middle", r"params\.periods\.anchor: 'middle' is not one of"),
+        ("periods.width", 0, r"periods\.width must be at least 1 year"),
     ],
 )
 def test_mistakes_name_the_key(path: str, value: Any, message: str) -> None:

@@ -171,32 +171,6 @@ def test_missing_columns_and_images_do_not_crash(tmp_path: Path) -> None:
     assert summary["years_unparsed"] == ["Ada Brush", "Bea Stroke"]
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("1884 - 1920", (1884, 1920)),
-        ("1853 – 1890", (1853, 1890)),
-        ("1853—1890", (1853, 1890)),
-        ("c. 1525 to 1569", (1525, 1569)),
-        ("1360-1430", (1360, 1430)),
-        ("1920 - 1884", None),
-        ("unknown", None),
-        ("", None),
-        ("1884", None),
-    ],
-)
-def test_parse_years(text: str, expected: tuple[int, int] | None) -> None:
-    assert eda.parse_years(text) == expected
-
-
-def test_split_values_and_half_century() -> None:
-    assert eda.split_values("French, Jewish,Belarusian") == ["French", "Jewish", "Belarusian"]
-    assert eda.split_values(" Expressionism ,,Expressionism") == ["Expressionism"]
-    assert eda.split_values("") == []
-    assert eda.half_century((1853, 1890)) == "1850-1899"
-    assert eda.half_century((1266, 1337)) == "1300-1349"
-
-
 def test_contact_sheet_order_and_pick() -> None:
     rows = eda.artist_table(ARTISTS, _manifest_counts({"A": 2, "B": 9, "C": 5}), 4)
     assert eda.contact_artists(rows) == ["B", "C", "A"]  # kept (B, C) first, by count
