@@ -12,9 +12,11 @@ from tests.e2e.project import commit, dvc, make_project, ran
 @pytest.fixture(scope="session")
 def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A temporary copy of the repository after a whole `dvc repro` with tiny params, committed
-    as "first run". Tests that change it put it back (params, outputs, commits)."""
+    as "first run" (what ran in `.repro-ran`, the log in `.repro-log`). Tests that change it
+    put it back (params, outputs, commits)."""
     root = make_project(tmp_path_factory.mktemp("models"))
     proc = dvc(root, "repro")
     root.joinpath(".repro-ran").write_text("\n".join(sorted(ran(proc))))
+    root.joinpath(".repro-log").write_text(proc.stdout + proc.stderr)
     commit(root, "first run")
     return root

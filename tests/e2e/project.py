@@ -136,3 +136,13 @@ def set_params(root: Path, **changes: object) -> None:
             node = node[part]
         node[key] = value
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def restore(root: Path) -> None:
+    """Back to the committed first run: params, lock file and outputs (each test states it).
+
+    From HEAD, not the index: `dvc exp run` stages params.yaml and dvc.lock in git, and the
+    `cache: false` reports are not in DVC's cache for `dvc checkout` to restore.
+    """
+    git(root, "checkout", "HEAD", "--", "params.yaml", "dvc.lock", "reports")
+    dvc(root, "checkout", "-f")

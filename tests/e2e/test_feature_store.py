@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.e2e.project import commit, dvc, make_project, ran, set_params
+from tests.e2e.project import dvc, ran, restore, set_params
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -22,28 +22,28 @@ def store_counts(proc_output: str) -> tuple[int, int, int]:
     return distinct, computed, reused
 
 
-def test_head_only_experiments_reuse_stored_features(tmp_path: Path) -> None:
-    root = make_project(tmp_path)
-    set_params(root, train__models=["vgg16", "style_stats"])
-    commit(root, "two stored models")
-    first = dvc(root, "repro", "evaluate@style_stats", "evaluate@vgg16")
-    assert {"features", "train@style_stats", "train@vgg16"} <= ran(first)
-    distinct, computed, reused = store_counts(first.stdout + first.stderr)
-    assert computed == distinct and reused == 0  # a fresh store computes each image once
-    commit(root, "first run")
+def test_head_only_experiments_reuse_stored_features(trained_project: Path) -> None:
+    root = trained_project  # the shared tiny run (tests/e2e/conftest.py)
+    restore(root)
+    # the first run: a fresh store computes each distinct image once
+    distinct, computed, reused = store_counts(root.joinpath(".repro-log").read_text())
+    assert computed == distinct > 0 and reused == 0
+    try:
+        # a head parameter: only that model's train and evaluate run; features are up to date
+        exp = dvc(root, "exp", "run", "-S", "train.style_stats.l2=0.02", "evaluate@style_stats")
+        assert ran(exp) == {"train@style_stats", "evaluate@style_stats"}
+        assert "trunk features from the feature store" in exp.stdout + exp.stderr
+        status = dvc(root, "status", "features", "train@vgg16")
+        assert "up to date" in status.stdout.lower()
 
-    # a head parameter: only that model's train and evaluate run; features are up to date
-    exp = dvc(root, "exp", "run", "-S", "train.style_stats.l2=0.01", "evaluate@style_stats")
-    assert ran(exp) == {"train@style_stats", "evaluate@style_stats"}
-    assert "trunk features from the feature store" in exp.stdout + exp.stderr
-    status = dvc(root, "status", "features", "train@vgg16")
-    assert "up to date" in status.stdout.lower()
-
-    # new augmentations: the store computes only the new augmented copies, reuses the rest
-    set_params(root, augment__contrast=0.3)
-    again = dvc(root, "repro", "evaluate@style_stats")
-    assert "features" in ran(again)
-    index = pd.read_csv(root / "data/processed/train/index.csv")
-    distinct2, computed2, reused2 = store_counts(again.stdout + again.stderr)
-    assert computed2 == int(index["augmented"].sum())
-    assert reused2 == distinct2 - computed2 > 0
+        # new augmentations: the store computes only the new augmented copies, reuses the rest
+        restore(root)
+        set_params(root, augment__contrast=0.3)
+        again = dvc(root, "repro", "features")
+        assert ran(again) == {"augment", "features"}
+        index = pd.read_csv(root / "data/processed/train/index.csv")
+        distinct2, computed2, reused2 = store_counts(again.stdout + again.stderr)
+        assert computed2 == int(index["augmented"].sum()) > 0
+        assert reused2 == distinct2 - computed2 > 0
+    finally:
+        restore(root)
