@@ -360,14 +360,9 @@ def recording_server() -> Iterator[tuple[str, list[str]]]:
 
 
 def workers(server: localserve.Server) -> dict[str, Any]:
-    import psutil
-
-    out = {}
-    for proc in psutil.Process(server.process.pid).children(recursive=True):
-        cmd = " ".join(proc.cmdline())
-        if "_bentoml_impl.worker.service" in cmd:
-            out["model" if "artist_id_model" in cmd else "entry"] = proc
-    return out
+    names = {"artist_id": "entry", "artist_id_model": "model", "artist_id_explainer": "explainer"}
+    found = localserve.service_workers(server)
+    return {names.get(name, name): proc for name, proc in found.items()}
 
 
 def rss(procs: dict[str, Any]) -> str:

@@ -72,13 +72,10 @@ def megapixels_36(fmt: str) -> bytes:
 
 def entry_worker(server: localserve.Server) -> object:
     """The psutil.Process of the entry service's worker (it decodes the uploads)."""
-    import psutil
-
-    for proc in psutil.Process(server.process.pid).children(recursive=True):
-        cmd = " ".join(proc.cmdline())
-        if "_bentoml_impl.worker.service" in cmd and "artist_id_model" not in cmd:
-            return proc
-    raise RuntimeError("entry worker process not found")
+    found = localserve.service_workers(server)
+    if "artist_id" not in found:
+        raise RuntimeError(f"entry worker process not found among {sorted(found)}")
+    return found["artist_id"]
 
 
 class PeakRSS:

@@ -101,3 +101,19 @@ def serve(
         yield Server(url, process, log)
     finally:
         stop(process)
+
+
+def service_workers(server: Server) -> dict[str, object]:
+    """The worker processes (``psutil.Process``) of a running server, by BentoML service name.
+
+    ``artist_id`` is the entry service (it reads and decodes uploads), ``artist_id_model`` and
+    ``artist_id_explainer`` the services holding models. For benchmarks that watch memory.
+    """
+    import psutil
+
+    out: dict[str, object] = {}
+    for proc in psutil.Process(server.process.pid).children(recursive=True):
+        args = proc.cmdline()
+        if "_bentoml_impl.worker.service" in args and "--service-name" in args:
+            out[args[args.index("--service-name") + 1]] = proc
+    return out

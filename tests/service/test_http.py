@@ -174,3 +174,18 @@ def test_predict_keeps_answering_while_explain_is_under_load(server: Server) -> 
     explained, predicted = asyncio.run(run())
     assert predicted == [200] * 30
     assert explained and set(explained) <= {200, 429}, sorted(set(explained))
+
+
+def test_the_entry_worker_that_decodes_uploads_holds_no_tensorflow(server: Server) -> None:
+    # Uploads are decoded in the entry service's worker; the models live in their own workers.
+    # The memory benchmark (bench/uploads.py) watches the entry worker, found by service name.
+    from artist_id.localserve import service_workers
+
+    workers = service_workers(server)
+    assert set(workers) == {"artist_id", "artist_id_model", "artist_id_explainer"}
+
+    def loads_tensorflow(proc: Any) -> bool:
+        return any("tensorflow" in m.path for m in proc.memory_maps())
+
+    assert not loads_tensorflow(workers["artist_id"])
+    assert loads_tensorflow(workers["artist_id_model"])
