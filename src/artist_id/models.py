@@ -527,6 +527,40 @@ def split_trunk_head(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     return trunk, head
 
 
+def shared_trunk_model(a: keras.Model, b: keras.Model) -> keras.Model | None:
+    """One model answering ``[a(x), b(x)]`` with a single trunk pass, if their trunks are equal.
+
+    The service runs the artist model and the genre model on every image; when the artist model
+    is ``style_stats`` with the genre model's trunk settings, both start with the same frozen
+    network, and running it once halves the work. Equal means: the same layers with the same
+    configuration (names aside) and bit-identical weights. Otherwise (another architecture,
+    other weights, size or taps) None, and the caller runs the two models separately.
+    """
+    try:
+        trunk_a, head_a = split_trunk_head(a)
+        trunk_b, head_b = split_trunk_head(b)
+    except ValueError:
+        return None
+
+    def config(layer: keras.layers.Layer) -> dict[str, Any]:
+        return {k: v for k, v in layer.get_config().items() if k != "name"}
+
+    layers_a, layers_b = trunk_a.layers[1:], trunk_b.layers[1:]  # the Input layers aside
+    if len(layers_a) != len(layers_b) or any(
+        type(la) is not type(lb) or config(la) != config(lb)
+        for la, lb in zip(layers_a, layers_b, strict=True)
+    ):
+        return None
+    weights_a, weights_b = trunk_a.get_weights(), trunk_b.get_weights()
+    if len(weights_a) != len(weights_b) or any(
+        wa.shape != wb.shape or not np.array_equal(wa, wb)
+        for wa, wb in zip(weights_a, weights_b, strict=True)
+    ):
+        return None
+    features = trunk_a.output
+    return keras.Model(trunk_a.input, [head_a(features), head_b(features)], name="shared_trunk")
+
+
 def _trunk_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """Layers from the input to the trunk boundary (inclusive), in order."""
     layers = model.layers

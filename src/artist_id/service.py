@@ -141,7 +141,7 @@ class ArtistModel:
     genre_bento_model = BentoModel(GENRE_TAG)
 
     def __init__(self) -> None:
-        from artist_id.models import load_model
+        from artist_id.models import load_model, shared_trunk_model
 
         check_pair(str(self.bento_model.tag), str(self.genre_bento_model.tag))
         self.meta = load_metadata(self.bento_model.path_of(METADATA_FILE))
@@ -157,16 +157,20 @@ class ArtistModel:
             image_size=size,
             num_classes=len(self.genre_meta.genres),
         )
+        # style_stats and the genre model share their trunk: one pass serves both
+        self.both = shared_trunk_model(self.model, self.genre_model)
         # Trace the predict function now, not on the first requests: Keras retraces once for
         # a second batch size, then generalises to any batch size.
         for n in (1, 2):
             self.classify(np.zeros((n, size, size, 3), dtype=np.uint8))
         log.info(
-            "loaded %s (%s, %d px) from %s",
+            "loaded %s (%s, %d px) from %s; genre model %s (%s)",
             self.bento_model.tag,
             self.meta.model,
             size,
             self.bento_model.path,
+            self.genre_bento_model.tag,
+            "one trunk pass for both" if self.both is not None else "its own trunk pass",
         )
 
     @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=10_000)
@@ -179,9 +183,14 @@ class ArtistModel:
                 f"expected uint8 (n, {size}, {size}, 3), got {batch.dtype} {batch.shape}"
             )
         x = batch.astype(np.float32)
-        artists = np.asarray(self.model.predict_on_batch(x), dtype=np.float32)
-        genres = np.asarray(self.genre_model.predict_on_batch(x), dtype=np.float32)
-        return np.concatenate([artists, genres], axis=1)
+        if self.both is not None:
+            artists, genres = self.both.predict_on_batch(x)
+        else:
+            artists = self.model.predict_on_batch(x)
+            genres = self.genre_model.predict_on_batch(x)
+        return np.concatenate(
+            [np.asarray(artists, dtype=np.float32), np.asarray(genres, dtype=np.float32)], axis=1
+        )
 
 
 def check_pair(artist_tag: str, genre_tag: str) -> None:

@@ -105,3 +105,44 @@ def test_genre_model_is_trunk_plus_fitted_head_and_reloads_safely(
     assert [layer.name for layer in loaded_head.layers[1:]] == ["head_norm", "head_genres"]
     with pytest.raises(gm.GenreError):
         gm.build_genre_model(sf.build_trunk(SPEC), head, ["A"])
+
+
+def test_the_service_runs_one_trunk_pass_for_an_artist_and_a_genre_model_on_the_same_trunk(
+    painting_store: tuple[pd.DataFrame, Path], tmp_path: Path
+) -> None:
+    from artist_id.models import build_model, shared_trunk_model
+
+    manifest, store = painting_store
+    got = sf.paintings_statistics(manifest, SPEC, store)
+    y = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [1, 1]])
+    head = gm.fit_head(got.stats, y, ["a", "a", "b", "b", "c"], c=1.0, weighting="artist")
+    artist = build_model(SPEC.model_spec(num_classes=3))
+    _trunk, artist_head = split_trunk_head(artist)
+    artist_head.get_layer("head_norm").adapt(got.stats)
+    genre = gm.build_genre_model(sf.build_trunk(SPEC), head, ["A", "B"])
+    for name, model in (("artist", artist), ("genre", genre)):  # as the service loads them
+        save_model(model, tmp_path / f"{name}.keras")
+    artist = load_model(tmp_path / "artist.keras", image_size=32, num_classes=3)
+    genre = load_model(tmp_path / "genre.keras", image_size=32, num_classes=2)
+    squares = np.stack([sf.load_square(p, 32) for p in got.index["path"]]).astype(np.float32)
+
+    both = shared_trunk_model(artist, genre)
+    assert both is not None
+    # one trunk: the VGG16 convolutions appear once in the combined model
+    convs = [layer for layer in both.layers if layer.name.startswith("block1_conv")]
+    assert len(convs) == 2
+    got_artist, got_genre = both.predict_on_batch(squares)
+    np.testing.assert_allclose(got_artist, artist.predict_on_batch(squares), atol=1e-5)
+    np.testing.assert_allclose(got_genre, genre.predict_on_batch(squares), atol=1e-5)
+
+    # another trunk (one weight changed, or other taps): two passes, never a wrong shortcut
+    conv = artist.get_layer("block1_conv1")
+    kernel, bias = conv.get_weights()
+    conv.set_weights([kernel, bias + 1e-3])
+    assert shared_trunk_model(artist, genre) is None
+    other = gm.build_genre_model(
+        sf.build_trunk(sf.TrunkSpec("hed-bsds500", ("block1_conv2",), 32)),
+        gm.LinearHead(np.zeros(128), np.ones(128), np.zeros((128, 2)), np.zeros(2)),
+        ["A", "B"],
+    )
+    assert shared_trunk_model(genre, other) is None
