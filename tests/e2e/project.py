@@ -108,6 +108,22 @@ def dvc(root: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[
     return proc
 
 
+def stage_error(root: Path, stage: str, *args: str, **env: str) -> str:
+    """Run ``python -m stages.<stage> <args>`` in the copy, as DVC would, with ``env`` added.
+    It must fail as an expected error does (exit 1, no traceback): returns its one stderr line."""
+    proc = subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}", *args],
+        cwd=root,
+        env=env_for(root, **env),
+        text=True,
+        capture_output=True,
+        timeout=600,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stderr.strip().splitlines()[-1]
+
+
 def ran(proc: subprocess.CompletedProcess[str]) -> set[str]:
     """Names of the stages a `dvc repro` ran."""
     return {

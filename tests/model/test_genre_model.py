@@ -82,15 +82,25 @@ def test_a_store_of_another_trunk_is_refused(
         sf.paintings_statistics(manifest, SPEC, store.parent / "missing")
 
 
-def test_genre_model_is_trunk_plus_fitted_head_and_reloads_safely(
-    painting_store: tuple[pd.DataFrame, Path], tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def fitted(
+    painting_store: tuple[pd.DataFrame, Path],
+) -> tuple[sf.StyleFeatures, gm.LinearHead, np.ndarray]:
+    """The stored statistics, a genre head fitted on them, and the five paintings as the
+    service feeds them (safe decode, centre crop, resize)."""
     manifest, store = painting_store
     got = sf.paintings_statistics(manifest, SPEC, store)
     y = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [1, 1]])
     head = gm.fit_head(got.stats, y, ["a", "a", "b", "b", "c"], c=1.0, weighting="artist")
-    model = gm.build_genre_model(sf.build_trunk(SPEC), head, ["A", "B"])
     squares = np.stack([sf.load_square(p, 32) for p in got.index["path"]]).astype(np.float32)
+    return got, head, squares
+
+
+def test_genre_model_is_trunk_plus_fitted_head_and_reloads_safely(
+    fitted: tuple[sf.StyleFeatures, gm.LinearHead, np.ndarray], tmp_path: Path
+) -> None:
+    got, head, squares = fitted
+    model = gm.build_genre_model(sf.build_trunk(SPEC), head, ["A", "B"])
     expected = head.predict(got.stats)
     np.testing.assert_allclose(model.predict_on_batch(squares), expected, atol=1e-3)
 
@@ -108,14 +118,11 @@ def test_genre_model_is_trunk_plus_fitted_head_and_reloads_safely(
 
 
 def test_the_service_runs_one_trunk_pass_for_an_artist_and_a_genre_model_on_the_same_trunk(
-    painting_store: tuple[pd.DataFrame, Path], tmp_path: Path
+    fitted: tuple[sf.StyleFeatures, gm.LinearHead, np.ndarray], tmp_path: Path
 ) -> None:
     from artist_id.models import build_model, shared_trunk_model
 
-    manifest, store = painting_store
-    got = sf.paintings_statistics(manifest, SPEC, store)
-    y = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [1, 1]])
-    head = gm.fit_head(got.stats, y, ["a", "a", "b", "b", "c"], c=1.0, weighting="artist")
+    got, head, squares = fitted
     artist = build_model(SPEC.model_spec(num_classes=3))
     _trunk, artist_head = split_trunk_head(artist)
     artist_head.get_layer("head_norm").adapt(got.stats)
@@ -124,7 +131,6 @@ def test_the_service_runs_one_trunk_pass_for_an_artist_and_a_genre_model_on_the_
         save_model(model, tmp_path / f"{name}.keras")
     artist = load_model(tmp_path / "artist.keras", image_size=32, num_classes=3)
     genre = load_model(tmp_path / "genre.keras", image_size=32, num_classes=2)
-    squares = np.stack([sf.load_square(p, 32) for p in got.index["path"]]).astype(np.float32)
 
     both = shared_trunk_model(artist, genre)
     assert both is not None
