@@ -271,10 +271,13 @@ def fit_head(
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
+    from artist_id.models import CONSTANT_STD
+
     x = np.asarray(x, dtype=np.float64)
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
-    scale[scale < 1e-12] = 1.0  # constant statistics (dead ReLU channels) stay centred at 0
+    # constant statistics (dead ReLU channels) stay centred at 0: the artist heads' rule
+    scale[scale < CONSTANT_STD] = 1.0
     z = (x - mean) / scale
     weights = sample_weights(artists, y, weighting)
     coef = np.zeros((x.shape[1], y.shape[1]))

@@ -423,6 +423,11 @@ def _build_style_stats(spec: ModelSpec, inputs: Any) -> keras.Model:
     return keras.Model(inputs, outputs, name=spec.name)
 
 
+# A feature whose training standard deviation is below this is constant (float64 rounding of
+# identical float32 values stays many orders of magnitude below it).
+CONSTANT_STD = 1e-12
+
+
 def adapt_head_normalization(head: keras.Model, features: np.ndarray) -> bool:
     """Adapt the head's leading ``Normalization`` layer on ``features`` if not yet adapted.
 
@@ -448,11 +453,6 @@ def adapt_head_normalization(head: keras.Model, features: np.ndarray) -> bool:
         first.adapt_variance.assign(variance)
         first.finalize_state()  # Keras caches the mean/variance tensors used by call()
     return True
-
-
-# A feature whose training standard deviation is below this is constant (float64 rounding of
-# identical float32 values stays many orders of magnitude below it).
-CONSTANT_STD = 1e-12
 
 
 def normalization_is_adapted(layer: keras.layers.Normalization) -> bool:
