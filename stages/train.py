@@ -30,9 +30,9 @@ def main() -> None:
     from artist_id import features
     from artist_id.models import WeightsError, save_model
     from artist_id.seeding import seed_everything
-    from artist_id.training import load_split, train_model
+    from artist_id.training import HeadFitError, load_split, train_model
 
-    stage.expect(WeightsError, features.FeatureStoreError)
+    stage.expect(WeightsError, features.FeatureStoreError, HeadFitError)
     seed_everything(params.base.seed)
     classes = stage.read_json(PROCESSED / "classes.json")
     names = classes["classes"]
@@ -82,15 +82,19 @@ def main() -> None:
             "best_val_accuracy": round(history["val_accuracy"][best], 6),
             "feature_cache": result.used_feature_cache,
             "weights": mp.weights,
+            # lbfgs: each "epoch" is one C of train.<model>.c; this one was kept
+            **({"optimizer": "lbfgs", "c": history["c"][best]} if "c" in history else {}),
         },
     )
     # Wall time is not a metric (it differs run to run); the leaderboard reads it from here.
     stage.write_json(reports / "timing.json", {"train_seconds": round(result.seconds, 1)})
+    kept = f"C={history['c'][best]:g} ({best + 1}/{result.epochs_run})" if "c" in history else (
+        f"best epoch {best + 1}/{result.epochs_run}"
+    )
     log.info(
-        "%s: best epoch %d/%d  val_loss %.4f  val_accuracy %.3f  %s params  %.1f s%s",
+        "%s: %s  val_loss %.4f  val_accuracy %.3f  %s params  %.1f s%s",
         name,
-        best + 1,
-        result.epochs_run,
+        kept,
         history["val_loss"][best],
         history["val_accuracy"][best],
         f"{result.model.count_params():,}",

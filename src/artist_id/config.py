@@ -90,7 +90,7 @@ class AugmentParams:
     preview: int
 
 
-Optimizer = Literal["adam", "sgd", "rmsprop"]
+Optimizer = Literal["adam", "sgd", "rmsprop", "lbfgs"]
 Strategy = Literal["default", "mirrored"]
 
 
@@ -116,7 +116,10 @@ class ModelParams:
     # style_stats only (an error for the other models):
     layers: tuple[str, ...] = ()  # VGG16 layers whose channel mean/std are the features
     image_size: int | None = None  # working size inside the model; None = base.image_size
-    l2: float = 0.0  # L2 penalty on the head's Dense kernels
+    l2: float = 0.0  # L2 penalty on the head's Dense kernels (Keras optimizers)
+    # optimizer lbfgs (style_stats, linear head): scikit-learn's logistic regression fits the
+    # head once per inverse L2 strength C here; the best on validation macro-F1 is kept
+    c: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -495,6 +498,13 @@ def _check_ranges(p: Params) -> None:
     for name in MODEL_NAMES:
         _check_model(name, getattr(p.train, name), p.train.epochs)
     need(
+        p.train.cache_features
+        or p.train.style_stats.optimizer != "lbfgs"
+        or "style_stats" not in p.train.models,
+        "train.style_stats.optimizer: lbfgs fits the head on stored features: "
+        "set train.cache_features: true",
+    )
+    need(
         p.filters.model in p.train.models,
         f"filters.model: {p.filters.model!r} is not one of train.models {list(p.train.models)}",
     )
@@ -549,7 +559,8 @@ def _check_model(name: str, mp: ModelParams, default_epochs: int) -> None:
             "nor a path to a .weights.h5 / .h5 file",
         )
     if name != "style_stats":
-        for field_name, unset in (("layers", ()), ("image_size", None), ("l2", 0.0)):
+        need(mp.optimizer != "lbfgs", "optimizer: lbfgs is for style_stats' linear head only")
+        for field_name, unset in (("layers", ()), ("image_size", None), ("l2", 0.0), ("c", ())):
             need(
                 getattr(mp, field_name) == unset,
                 f"{field_name} is a style_stats setting; {name} does not use it",
@@ -563,6 +574,15 @@ def _check_model(name: str, mp: ModelParams, default_epochs: int) -> None:
         "image_size must be >= 32 (or null for base.image_size)",
     )
     need(mp.l2 >= 0, "l2 must be >= 0")
+    if mp.optimizer != "lbfgs":
+        need(not mp.c, "c is the lbfgs optimizer's setting; set optimizer: lbfgs or c: []")
+        return
+    need(bool(mp.c) and all(c > 0 for c in mp.c), f"c: needs one or more values > 0, got {list(mp.c)}")
+    need(not mp.dense, "optimizer: lbfgs fits a linear head only; set dense: []")
+    need(
+        mp.trainable_trunk_layers == 0 and not mp.fine_tune_layers,
+        "optimizer: lbfgs needs a frozen trunk (trainable_trunk_layers 0, fine_tune_layers 0)",
+    )
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

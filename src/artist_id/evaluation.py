@@ -403,13 +403,23 @@ def plot_misclassified(
 
 
 def plot_learning_curves(history: Mapping[str, Sequence[float]], path: Path, title: str) -> None:
-    """Loss and accuracy per epoch (train and validation), best ``val_loss`` epoch marked."""
+    """Loss and accuracy per epoch (train and validation), best ``val_loss`` epoch marked.
+
+    A head fitted by scikit-learn (``optimizer: lbfgs``) logs one step per C instead of
+    epochs (``c`` in ``history``): the curves are then drawn against C on a log axis (a
+    regularisation path) and the kept C, the best validation macro-F1, is marked.
+    """
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     axes = fig.subplots(1, 2)
+    c_path = np.asarray(history.get("c", []), dtype=np.float64)
     val_loss = np.asarray(history.get("val_loss", []), dtype=np.float64)
-    best = None
-    if val_loss.size and not np.all(np.isnan(val_loss)):
+    mark: tuple[float, str] | None = None
+    if c_path.size:
+        kept = int(np.argmax(np.asarray(history.get("val_macro_f1", [0.0]), dtype=np.float64)))
+        mark = (float(c_path[kept]), f"kept C = {c_path[kept]:g} (best val macro-F1)")
+    elif val_loss.size and not np.all(np.isnan(val_loss)):
         best = int(np.nanargmin(val_loss)) + 1  # epochs are shown 1-based
+        mark = (best, f"best val_loss (epoch {best})")
     for ax, key, label in ((axes[0], "loss", "Loss"), (axes[1], "accuracy", "Accuracy")):
         series = [(s, history[s]) for s in (key, f"val_{key}") if len(history.get(s, []))]
         if not series:
@@ -417,25 +427,23 @@ def plot_learning_curves(history: Mapping[str, Sequence[float]], path: Path, tit
             ax.set_title(label)
             continue
         for name, values in series:
-            epochs = np.arange(1, len(values) + 1)
+            x = c_path if c_path.size == len(values) else np.arange(1, len(values) + 1)
             ax.plot(
-                epochs,
+                x,
                 np.asarray(values, dtype=np.float64),
                 marker="o" if len(values) <= 30 else None,
                 markersize=3,
                 label="validation" if name.startswith("val_") else "train",
             )
-        if best is not None:
-            ax.axvline(
-                best,
-                color="#c0392b",
-                linestyle="--",
-                linewidth=1,
-                label=f"best val_loss (epoch {best})",
-            )
+        if mark is not None:
+            ax.axvline(mark[0], color="#c0392b", linestyle="--", linewidth=1, label=mark[1])
         ax.set_title(label)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if c_path.size:
+            ax.set_xscale("log")
+            ax.set_xlabel("C, inverse L2 strength (scikit-learn L-BFGS fit per value)")
+        else:
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=11)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -412,7 +413,8 @@ def train_model(
     strategy = make_strategy(tp.strategy)
     with strategy.scope():
         model = build(name, mp, train.image_size, num_classes)
-    compile_for_training(model, mp.optimizer, mp.learning_rate, strategy)
+    if mp.optimizer != "lbfgs":  # scikit-learn fits that head: Keras never trains it
+        compile_for_training(model, mp.optimizer, mp.learning_rate, strategy)
     run = _Fitter(
         batch_size=tp.batch_size,
         class_weight=class_weight,
@@ -424,14 +426,21 @@ def train_model(
     )
     start = time.perf_counter()
     use_feature_cache = cache and frozen_trunk(name, mp)
-    if use_feature_cache:
+    if mp.optimizer == "lbfgs":  # config guarantees a frozen trunk and the feature cache
+        f_train, f_val, head = _head_and_features(model, run, train, val, stored)
+        fitted = fit_linear_head(
+            head, mp.c, (f_train, train.labels), (f_val, val.labels), class_weight, run.callbacks
+        )
+        history, best = fitted.history, fitted.best
+    elif use_feature_cache:
         history = _fit_head_on_features(model, mp, run, train, val, epochs, stored)
+        best = kept_epoch(history.get("val_loss", []))
     else:
         _adapt_normalization_on_trunk(model, train, run)
         history = run.fit(
             model, run.images(train, train=True), run.images(val, train=False), epochs
         )
-    best = kept_epoch(history.get("val_loss", []))
+        best = kept_epoch(history.get("val_loss", []))
     if mp.fine_tune_layers and mp.fine_tune_epochs:
         tuned = _fine_tune(model, name, mp, run, train, val)
         if tuned:
@@ -446,16 +455,17 @@ def _merge(a: dict[str, list[float]], b: dict[str, list[float]]) -> dict[str, li
     return {k: a.get(k, []) + b.get(k, []) for k in sorted(set(a) | set(b))}
 
 
-def _fit_head_on_features(
+def _head_and_features(
     model: Any,
-    mp: ModelParams,
     run: _Fitter,
     train: Split,
     val: Split,
-    epochs: int,
-    stored: tuple[np.ndarray, np.ndarray] | None = None,
-) -> dict[str, list[float]]:
-    """The fast path: trunk features once per image (or from the store), then the head alone."""
+    stored: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Trunk features of train and val (from the store, or one trunk pass) and the head.
+
+    The head's ``Normalization`` (style_stats) is adapted on the training features here.
+    """
     from artist_id.models import adapt_head_normalization, split_trunk_head
 
     with run.strategy.scope():  # Keras models bind the strategy they are created under
@@ -480,6 +490,20 @@ def _fit_head_on_features(
     )
     if adapt_head_normalization(head, f_train):  # style_stats: standardise on TRAIN features
         log.info("head normalization adapted on %d training feature vectors", len(f_train))
+    return f_train, f_val, head
+
+
+def _fit_head_on_features(
+    model: Any,
+    mp: ModelParams,
+    run: _Fitter,
+    train: Split,
+    val: Split,
+    epochs: int,
+    stored: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, list[float]]:
+    """The fast path: trunk features once per image (or from the store), then the head alone."""
+    f_train, f_val, head = _head_and_features(model, run, train, val, stored)
     compile_for_training(head, mp.optimizer, mp.learning_rate, run.strategy)
     return run.fit(
         head,
@@ -487,6 +511,141 @@ def _fit_head_on_features(
         run.features(f_val, val.labels, train=False),
         epochs,
     )
+
+
+class HeadFitError(RuntimeError):
+    """scikit-learn could not fit the linear head (e.g. L-BFGS did not converge)."""
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    history: dict[str, list[float]]  # one entry per C, in the order tried
+    best: int  # 0-based index of the C whose coefficients the head holds
+
+
+def fit_linear_head(
+    head: Any,
+    c_values: Sequence[float],
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    class_weight: dict[int, float] | None,
+    callbacks: Sequence[Any] = (),
+) -> LinearFit:
+    """Fit a linear softmax head with scikit-learn's L-BFGS logistic regression.
+
+    ``head``: features -> [Normalization, Dropout] -> ``head_probs`` (Dense, softmax), the
+    ``style_stats`` head with ``dense: []``. The layers before ``head_probs`` run in inference
+    mode (standardisation; dropout is the identity), one multinomial L2 logistic regression is
+    fitted per ``C`` of ``c_values`` (class weights as sample weights), and the one with the
+    highest validation macro-F1 (the first on ties, so list C from strong to weak
+    regularisation) is copied into ``head_probs``: the Keras model then computes exactly
+    scikit-learn's probabilities. Unlike Adam with early stopping, the optimum is unique
+    (the problem is strictly convex), so the head does not depend on the CPU or the seed.
+
+    Each C is one step of the history, handed to ``callbacks`` as an epoch: ``loss``
+    (weighted like training, as Keras reports it), ``accuracy``, ``val_loss``,
+    ``val_accuracy``, ``val_macro_f1`` and ``c``.
+    """
+    import keras
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score, log_loss
+    from threadpoolctl import threadpool_limits
+
+    chain = [la for la in head.layers if not isinstance(la, keras.layers.InputLayer)]
+    if not chain or chain[-1].name != "head_probs" or not isinstance(chain[-1], keras.layers.Dense):
+        raise ValueError("fit_linear_head needs a head ending in the Dense layer 'head_probs'")
+    dense = chain[-1]
+
+    def before(x: np.ndarray) -> np.ndarray:  # the layers before head_probs, inference mode
+        out = keras.ops.convert_to_tensor(np.asarray(x, dtype="float32"))
+        for layer in chain[:-1]:
+            out = layer(out, training=False)
+        return np.asarray(keras.ops.convert_to_numpy(out), dtype=np.float64)
+
+    x_train, x_val = before(train[0]), before(val[0])
+    y_train, y_val = np.asarray(train[1]), np.asarray(val[1])
+    k = int(dense.units)
+    labels = np.arange(k)
+    weights = (
+        np.asarray([class_weight[int(y)] for y in y_train], dtype=np.float64)
+        if class_weight
+        else np.ones(len(y_train))
+    )
+    history: dict[str, list[float]] = {}
+    fits: list[tuple[np.ndarray, np.ndarray]] = []
+    for cb in callbacks:
+        cb.set_model(head)
+        cb.on_train_begin()
+    for step, c in enumerate(c_values):
+        model = LogisticRegression(C=float(c), max_iter=5000, tol=1e-6)
+        # One BLAS thread: small problems, and threads fighting over two cores slow them down.
+        with threadpool_limits(limits=1), warnings.catch_warnings():
+            warnings.simplefilter("error", ConvergenceWarning)
+            try:
+                model.fit(x_train, y_train, sample_weight=weights)
+            except ConvergenceWarning as exc:
+                raise HeadFitError(
+                    f"the linear head did not converge at C={c:g} ({exc}); use smaller c values"
+                ) from exc
+        kernel, bias = _softmax_weights(model, k, x_train.shape[1])
+        fits.append((kernel, bias))
+        p_train = _softmax(x_train @ kernel + bias)
+        p_val = _softmax(x_val @ kernel + bias)
+        logs = {
+            "loss": float(log_loss(y_train, p_train, sample_weight=weights, labels=labels)),
+            "accuracy": float(accuracy_score(y_train, p_train.argmax(1))),
+            "val_loss": float(log_loss(y_val, p_val, labels=labels)),
+            "val_accuracy": float(accuracy_score(y_val, p_val.argmax(1))),
+            "val_macro_f1": float(
+                f1_score(y_val, p_val.argmax(1), average="macro", labels=labels, zero_division=0)
+            ),
+            "c": float(c),
+        }
+        for key, value in logs.items():
+            history.setdefault(key, []).append(value)
+        log.info(
+            "lbfgs C=%g: loss %.4f  val_loss %.4f  val_accuracy %.3f  val_macro_f1 %.3f",
+            c,
+            logs["loss"],
+            logs["val_loss"],
+            logs["val_accuracy"],
+            logs["val_macro_f1"],
+        )
+        for cb in callbacks:
+            cb.on_epoch_end(step, dict(logs))
+    best = int(np.argmax(history["val_macro_f1"]))  # first of the ties
+    dense.set_weights([fits[best][0].astype("float32"), fits[best][1].astype("float32")])
+    for cb in callbacks:
+        cb.on_train_end()
+    log.info("lbfgs: kept C=%g (validation macro-F1 %.3f)", c_values[best], history["val_macro_f1"][best])
+    return LinearFit(history, best)
+
+
+def _softmax_weights(model: Any, k: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's coefficients as a softmax Dense layer's ``(kernel (d, k), bias (k,))``.
+
+    With two classes scikit-learn fits one logit ``w.x + b`` for class 1 (a sigmoid); the
+    softmax over ``(0, w.x + b)`` gives the same probabilities. A class missing from the
+    training labels keeps a logit of minus infinity's stand-in (-1e4: never predicted).
+    """
+    kernel = np.zeros((d, k))
+    bias = np.full(k, -1e4)
+    classes = np.asarray(model.classes_, dtype=int)
+    coef, intercept = np.asarray(model.coef_), np.asarray(model.intercept_)
+    if len(classes) == 2 and coef.shape[0] == 1:
+        kernel[:, classes[1]], bias[classes[1]] = coef[0], intercept[0]
+        bias[classes[0]] = 0.0
+    else:
+        kernel[:, classes] = coef.T
+        bias[classes] = intercept
+    return kernel, bias
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def _adapt_normalization_on_trunk(model: Any, train: Split, run: _Fitter) -> None:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 import pytest
 
@@ -246,3 +247,86 @@ def test_minus_one_makes_the_whole_trunk_trainable() -> None:
     frozen = build("resnet50", dataclasses.replace(mp, trainable_trunk_layers=0), SIZE, 3)
     assert not frozen.get_layer("conv1_conv").trainable
     assert frozen_trunk("resnet50", dataclasses.replace(mp, trainable_trunk_layers=0))
+
+
+# ------------------------------------------------------------------ lbfgs: scikit-learn's head
+
+
+def _linear_head(d: int, k: int) -> Any:
+    """The style_stats linear head: Normalization, Dropout, softmax Dense ``head_probs``."""
+    features = keras.Input(shape=(d,), name="features")
+    x = keras.layers.Normalization(name="head_norm")(features)
+    x = keras.layers.Dropout(0.3, name="head_dropout")(x)
+    out = keras.layers.Dense(k, activation="softmax", name="head_probs")(x)
+    return keras.Model(features, out)
+
+
+def _blobs(n: int, k: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    centres = rng.normal(0, 1.0, (k, d))
+    scales = 10.0 ** rng.uniform(-2, 3, d)  # statistics of very different scales
+    return ((centres[y] + rng.normal(0, 1.5, (n, d))) * scales).astype("float32"), y
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_fit_linear_head_is_sklearn_at_the_c_best_on_validation(k: int) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+
+    from artist_id.models import adapt_head_normalization
+    from artist_id.training import fit_linear_head
+
+    d = 12
+    (x_train, y_train), (x_val, y_val) = _blobs(90, k, d, 0), _blobs(45, k, d, 1)
+    class_weight = {i: 1.0 + 0.5 * i for i in range(k)}
+    head = _linear_head(d, k)
+    assert adapt_head_normalization(head, x_train)
+    c_values = (0.001, 0.01, 0.1, 1.0)
+    fitted = fit_linear_head(head, c_values, (x_train, y_train), (x_val, y_val), class_weight)
+
+    # By hand: standardise with the training mean/std, one weighted fit per C.
+    mean, std = x_train.mean(0, dtype=np.float64), x_train.std(0, dtype=np.float64)
+    z_train, z_val = (x_train - mean) / std, (x_val - mean) / std
+    weights = np.array([class_weight[int(v)] for v in y_train])
+    models = [
+        LogisticRegression(C=c, max_iter=5000, tol=1e-6).fit(z_train, y_train, sample_weight=weights)
+        for c in c_values
+    ]
+    f1 = [f1_score(y_val, m.predict(z_val), average="macro") for m in models]
+    assert fitted.history["c"] == list(c_values)
+    np.testing.assert_allclose(fitted.history["val_macro_f1"], f1)
+    assert fitted.best == int(np.argmax(f1))  # the first of ties: the strongest regularisation
+    assert len(set(np.round(f1, 6))) > 1, "the C grid should matter in this test"
+    expected = models[fitted.best].predict_proba(z_val)
+    got = np.asarray(head.predict(x_val, verbose=0))
+    np.testing.assert_allclose(got, expected, atol=2e-4)
+    assert fitted.history["val_accuracy"][fitted.best] == pytest.approx(
+        float(np.mean(expected.argmax(1) == y_val))
+    )
+
+
+def test_fit_linear_head_reports_every_c_to_the_callbacks_and_stops_on_no_convergence() -> None:
+    from artist_id.training import HeadFitError, fit_linear_head
+
+    class Recorder(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.steps: list[tuple[int, float]] = []
+            self.ended = False
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            assert logs is not None
+            self.steps.append((epoch, logs["c"]))
+
+        def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+            self.ended = True
+
+    (x, y), (xv, yv) = _blobs(30, 3, 5, 2), _blobs(15, 3, 5, 3)
+    recorder = Recorder()
+    fit_linear_head(_linear_head(5, 3), (0.01, 0.1), (x, y), (xv, yv), None, [recorder])
+    assert recorder.steps == [(0, 0.01), (1, 0.1)] and recorder.ended
+    # Unstandardised features of scale 1e3 and no regularisation to speak of: L-BFGS stalls.
+    head = _linear_head(5, 3)
+    with pytest.raises(HeadFitError, match=r"did not converge at C=1e\+06"):
+        fit_linear_head(head, (1e6,), (x * 1e3, y), (xv, yv), None)

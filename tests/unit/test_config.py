@@ -70,6 +70,41 @@ def test_mistakes_name_the_key(path: str, value: Any, message: str) -> None:
         parse_params(with_change(path, value))
 
 
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"optimizer": "adam", "c": [0.1]}, r"train\.style_stats\.c is the lbfgs optimizer's"),
+        ({"optimizer": "lbfgs", "c": []}, r"train\.style_stats\.c: needs one or more values"),
+        ({"optimizer": "lbfgs", "c": [0.1, 0]}, r"train\.style_stats\.c: needs one or more"),
+        ({"optimizer": "lbfgs", "c": [0.1], "dense": [64]}, r"lbfgs fits a linear head only"),
+        (
+            {"optimizer": "lbfgs", "c": [0.1], "trainable_trunk_layers": 2},
+            r"train\.style_stats\.optimizer: lbfgs needs a frozen trunk",
+        ),
+    ],
+)
+def test_lbfgs_head_settings(changes: dict[str, Any], message: str) -> None:
+    raw = copy.deepcopy(RAW)
+    raw["train"]["style_stats"].update(changes)
+    with pytest.raises(ConfigError, match=message):
+        parse_params(raw)
+
+
+def test_lbfgs_is_for_style_stats_with_the_feature_cache() -> None:
+    raw = copy.deepcopy(RAW)
+    raw["train"]["style_stats"].update(optimizer="lbfgs", c=[0.01, 0.1], dense=[])
+    assert parse_params(copy.deepcopy(raw)).train.style_stats.c == (0.01, 0.1)
+    raw["train"]["cache_features"] = False
+    with pytest.raises(ConfigError, match=r"lbfgs fits the head on stored features"):
+        parse_params(copy.deepcopy(raw))
+    raw["train"]["models"] = ["vgg16"]  # style_stats not trained: nothing to object to
+    parse_params(copy.deepcopy(raw))
+    raw = copy.deepcopy(RAW)
+    raw["train"]["vgg16"]["optimizer"] = "lbfgs"
+    with pytest.raises(ConfigError, match=r"train\.vgg16\.optimizer: lbfgs is for style_stats"):
+        parse_params(raw)
+
+
 def test_missing_key_is_an_error() -> None:
     raw = copy.deepcopy(RAW)
     del raw["ingest"]["max_side"]

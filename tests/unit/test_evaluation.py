@@ -254,6 +254,20 @@ def test_learning_curves_png_is_byte_identical(tmp_path: Path) -> None:
     _png(b)
 
 
+
+def test_learning_curves_of_an_lbfgs_head_are_drawn_against_c(tmp_path: Path) -> None:
+    history = {
+        "loss": [1.0, 0.6, 0.2],
+        "val_loss": [1.1, 0.8, 0.9],
+        "accuracy": [0.5, 0.8, 1.0],
+        "val_accuracy": [0.4, 0.7, 0.65],
+        "val_macro_f1": [0.35, 0.7, 0.6],
+    }
+    by_epoch, by_c = tmp_path / "epochs.png", tmp_path / "c.png"
+    ev.plot_learning_curves(history, by_epoch, "style_stats")
+    ev.plot_learning_curves({**history, "c": [0.01, 0.1, 1.0]}, by_c, "style_stats")
+    assert _png(by_c) != _png(by_epoch)
+
 def _write_images(root: Path, n: int) -> list[str]:
     rng = np.random.default_rng(0)
     paths = []
