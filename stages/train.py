@@ -88,8 +88,10 @@ def main() -> None:
     )
     # Wall time is not a metric (it differs run to run); the leaderboard reads it from here.
     stage.write_json(reports / "timing.json", {"train_seconds": round(result.seconds, 1)})
-    kept = f"C={history['c'][best]:g} ({best + 1}/{result.epochs_run})" if "c" in history else (
-        f"best epoch {best + 1}/{result.epochs_run}"
+    kept = (
+        f"C={history['c'][best]:g} ({best + 1}/{result.epochs_run})"
+        if "c" in history
+        else (f"best epoch {best + 1}/{result.epochs_run}")
     )
     log.info(
         "%s: %s  val_loss %.4f  val_accuracy %.3f  %s params  %.1f s%s",

@@ -577,7 +577,10 @@ def _check_model(name: str, mp: ModelParams, default_epochs: int) -> None:
     if mp.optimizer != "lbfgs":
         need(not mp.c, "c is the lbfgs optimizer's setting; set optimizer: lbfgs or c: []")
         return
-    need(bool(mp.c) and all(c > 0 for c in mp.c), f"c: needs one or more values > 0, got {list(mp.c)}")
+    need(
+        bool(mp.c) and all(c > 0 for c in mp.c),
+        f"c: needs one or more values > 0, got {list(mp.c)}",
+    )
     need(not mp.dense, "optimizer: lbfgs fits a linear head only; set dense: []")
     need(
         mp.trainable_trunk_layers == 0 and not mp.fine_tune_layers,

@@ -407,7 +407,7 @@ def plot_learning_curves(history: Mapping[str, Sequence[float]], path: Path, tit
 
     A head fitted by scikit-learn (``optimizer: lbfgs``) logs one step per C instead of
     epochs (``c`` in ``history``): the curves are then drawn against C on a log axis (a
-    regularisation path) and the kept C, the best validation macro-F1, is marked.
+    regularisation path) and the kept C (best validation macro-F1, ties by log loss) is marked.
     """
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     axes = fig.subplots(1, 2)
@@ -415,7 +415,10 @@ def plot_learning_curves(history: Mapping[str, Sequence[float]], path: Path, tit
     val_loss = np.asarray(history.get("val_loss", []), dtype=np.float64)
     mark: tuple[float, str] | None = None
     if c_path.size:
-        kept = int(np.argmax(np.asarray(history.get("val_macro_f1", [0.0]), dtype=np.float64)))
+        from artist_id.training import kept_c
+
+        f1 = history.get("val_macro_f1", [0.0] * c_path.size)
+        kept = kept_c(f1, history.get("val_loss", [0.0] * c_path.size))
         mark = (float(c_path[kept]), f"kept C = {c_path[kept]:g} (best val macro-F1)")
     elif val_loss.size and not np.all(np.isnan(val_loss)):
         best = int(np.nanargmin(val_loss)) + 1  # epochs are shown 1-based

@@ -537,8 +537,8 @@ def fit_linear_head(
     ``style_stats`` head with ``dense: []``. The layers before ``head_probs`` run in inference
     mode (standardisation; dropout is the identity), one multinomial L2 logistic regression is
     fitted per ``C`` of ``c_values`` (class weights as sample weights), and the one with the
-    highest validation macro-F1 (the first on ties, so list C from strong to weak
-    regularisation) is copied into ``head_probs``: the Keras model then computes exactly
+    highest validation macro-F1 (ties: the lowest validation log loss, then the first listed)
+    is copied into ``head_probs``: the Keras model then computes exactly
     scikit-learn's probabilities. Unlike Adam with early stopping, the optimum is unique
     (the problem is strictly convex), so the head does not depend on the CPU or the seed.
 
@@ -614,12 +614,24 @@ def fit_linear_head(
         )
         for cb in callbacks:
             cb.on_epoch_end(step, dict(logs))
-    best = int(np.argmax(history["val_macro_f1"]))  # first of the ties
+    best = kept_c(history["val_macro_f1"], history["val_loss"])
     dense.set_weights([fits[best][0].astype("float32"), fits[best][1].astype("float32")])
     for cb in callbacks:
         cb.on_train_end()
-    log.info("lbfgs: kept C=%g (validation macro-F1 %.3f)", c_values[best], history["val_macro_f1"][best])
+    log.info(
+        "lbfgs: kept C=%g (validation macro-F1 %.3f)", c_values[best], history["val_macro_f1"][best]
+    )
     return LinearFit(history, best)
+
+
+def kept_c(val_macro_f1: Sequence[float], val_loss: Sequence[float]) -> int:
+    """Index of the C an lbfgs head keeps: best validation macro-F1, ties by lowest log loss.
+
+    Macro-F1 moves in steps of one image, so on a small validation set several C often tie
+    (all at 1.0 on the embedded sample); the log loss then prefers the better-calibrated fit.
+    """
+    order = sorted(range(len(val_macro_f1)), key=lambda i: (-val_macro_f1[i], val_loss[i], i))
+    return order[0]
 
 
 def _softmax_weights(model: Any, k: int, d: int) -> tuple[np.ndarray, np.ndarray]:

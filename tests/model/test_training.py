@@ -290,13 +290,16 @@ def test_fit_linear_head_is_sklearn_at_the_c_best_on_validation(k: int) -> None:
     z_train, z_val = (x_train - mean) / std, (x_val - mean) / std
     weights = np.array([class_weight[int(v)] for v in y_train])
     models = [
-        LogisticRegression(C=c, max_iter=5000, tol=1e-6).fit(z_train, y_train, sample_weight=weights)
+        LogisticRegression(C=c, max_iter=5000, tol=1e-6).fit(
+            z_train, y_train, sample_weight=weights
+        )
         for c in c_values
     ]
     f1 = [f1_score(y_val, m.predict(z_val), average="macro") for m in models]
     assert fitted.history["c"] == list(c_values)
     np.testing.assert_allclose(fitted.history["val_macro_f1"], f1)
-    assert fitted.best == int(np.argmax(f1))  # the first of ties: the strongest regularisation
+    val_loss = fitted.history["val_loss"]
+    assert fitted.best == max(range(len(f1)), key=lambda i: (f1[i], -val_loss[i]))
     assert len(set(np.round(f1, 6))) > 1, "the C grid should matter in this test"
     expected = models[fitted.best].predict_proba(z_val)
     got = np.asarray(head.predict(x_val, verbose=0))
@@ -304,6 +307,14 @@ def test_fit_linear_head_is_sklearn_at_the_c_best_on_validation(k: int) -> None:
     assert fitted.history["val_accuracy"][fitted.best] == pytest.approx(
         float(np.mean(expected.argmax(1) == y_val))
     )
+
+
+def test_kept_c_breaks_macro_f1_ties_by_log_loss() -> None:
+    from artist_id.training import kept_c
+
+    assert kept_c([0.9, 1.0, 1.0, 0.8], [0.1, 0.3, 0.2, 0.05]) == 2
+    assert kept_c([1.0, 1.0], [0.2, 0.2]) == 0
+    assert kept_c([0.5, 0.7], [0.1, 0.9]) == 1
 
 
 def test_fit_linear_head_reports_every_c_to_the_callbacks_and_stops_on_no_convergence() -> None:

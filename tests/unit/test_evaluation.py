@@ -254,7 +254,6 @@ def test_learning_curves_png_is_byte_identical(tmp_path: Path) -> None:
     _png(b)
 
 
-
 def test_learning_curves_of_an_lbfgs_head_are_drawn_against_c(tmp_path: Path) -> None:
     history = {
         "loss": [1.0, 0.6, 0.2],
@@ -267,6 +266,7 @@ def test_learning_curves_of_an_lbfgs_head_are_drawn_against_c(tmp_path: Path) ->
     ev.plot_learning_curves(history, by_epoch, "style_stats")
     ev.plot_learning_curves({**history, "c": [0.01, 0.1, 1.0]}, by_c, "style_stats")
     assert _png(by_c) != _png(by_epoch)
+
 
 def _write_images(root: Path, n: int) -> list[str]:
     rng = np.random.default_rng(0)
