@@ -94,6 +94,13 @@ def test_every_zoo_model_is_explained_from_its_keras_file(name: str, tmp_path: P
         assert e.heatmap.shape == (32, 32)
         assert e.heatmap.min() >= 0.0 and e.heatmap.max() <= 1.0
         assert e.layer in EXPECTED_LAYERS[name]
+    # Gradient passes of one image at a time give the same explanations as one of three.
+    one_by_one = explainer.explain(images, classes=[0, 1, 2], batch_size=1)
+    at_once = explainer.explain(images, classes=[0, 1, 2], batch_size=3)
+    for a, b in zip(one_by_one, at_once, strict=True):
+        assert (a.class_index, a.layer) == (b.class_index, b.layer)
+        np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-5)
+    assert [e.class_index for e in at_once] == [0, 1, 2]
     # The packed form crosses BentoML's batching and comes back identical.
     packed = explainer.explain_array(images)
     again = explain.ExplanationBatch.unpack(packed, 3, len(explainer.layers), 32)
