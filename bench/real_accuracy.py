@@ -9,22 +9,34 @@ Everything reads the feature store, so each line costs seconds, not a trunk pass
   ``paintings`` taps of the *original* training paintings: channel statistics, the block5
   average, both, the statistics reduced with PCA;
 * the same with the augmented copies of ``data/processed/train`` added (do copies help a
-  frozen-trunk head?).
+  frozen-trunk head?);
+* ``--sizes 224 512``: the statistics recomputed at other input sizes (the painting's centre
+  square at S px, as the pipeline's ``base.image_size=S`` feeds the model: with
+  ``ingest.max_side=512``, 512 is the paintings' own resolution), one trunk pass per painting
+  and size (cached in ``--cache``), each with a paired bootstrap of its difference to the
+  first size (the same test paintings, :func:`artist_id.uncertainty.paired_comparison`);
+* ``--artists``: only these classes of the run's split (e.g. the archive's three big artists
+  out of real-dev's five); the pipeline rows are then left out (a five-class model is not a
+  three-class one).
 
 Test macro-F1 with a 95 % percentile bootstrap interval over test paintings (2,000 resamples,
 ``scipy.stats.bootstrap``; a local helper until the evaluation module has one).
 
     .venv/bin/python bench/real_accuracy.py [--project .] [--models style_stats vgg16]
+        [--artists "Edgar Degas" "Pablo Picasso" "Vincent van Gogh"] [--sizes 224 512]
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 from scipy.stats import bootstrap
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
@@ -57,8 +69,13 @@ def line(name: str, y: np.ndarray, pred: np.ndarray, val: float | None = None) -
 
 
 class Data:
-    def __init__(self, project: Path) -> None:
+    def __init__(self, project: Path, artists: Sequence[str] = ()) -> None:
         split = pd.read_csv(project / "data/processed/split.csv", dtype=str)
+        if artists:
+            unknown = sorted(set(artists) - set(split["artist"]))
+            if unknown:
+                raise SystemExit(f"--artists: {unknown} are not in this run's split")
+            split = split[split["artist"].isin(artists)]
         self.classes = sorted(split["artist"].unique())
         label = {a: i for i, a in enumerate(self.classes)}
         self.parts = {
@@ -105,6 +122,67 @@ def logistic(
     return proba
 
 
+def statistics_at(data: Data, size: int, cache: Path) -> dict[str, np.ndarray]:
+    """The ``paintings`` style taps of every split painting, recomputed at ``size`` px."""
+    from artist_id import images
+    from artist_id.features import sha256_file, weights_file
+    from artist_id.models import build_tap_extractor
+
+    trunk = data.paint.trunk
+    taps = data.paint.style_taps
+    if int(trunk["input_size"]) == size == int(trunk["working_size"]):
+        return {s: data.x(s, taps) for s in data.parts}  # the run's own: in the store
+    manifest = pd.read_csv(data.project / "data/raw/manifest.csv", dtype=str)
+    path_of = dict(zip(manifest["image_id"], manifest["path"], strict=True))
+    ids = [i for s in ("train", "val", "test") for i in data.parts[s]["image_id"]]
+    weights = weights_file(str(trunk["weights"]))
+    assert weights is not None, "a random trunk has no stored statistics"
+    key = f"{sha256_file(weights)[:12]}-{size}-{'-'.join(taps)}".replace(":", "_")
+    file = cache / f"{key}.npz"
+    known: dict[str, np.ndarray] = {}
+    if file.is_file():
+        with np.load(file) as saved:
+            known = dict(zip(saved["ids"], saved["x"], strict=True))
+    todo = [i for i in ids if i not in known]
+    if todo:
+        model = build_tap_extractor(str(trunk["weights"]), size, size, taps)
+        start = time.perf_counter()
+        for k in range(0, len(todo), 4):
+            part = todo[k : k + 4]
+            batch = np.stack(
+                [images.square_array(Image.open(data.project / path_of[i]), size) for i in part]
+            ).astype("float32")
+            for i, row in zip(part, np.asarray(model(batch, training=False)), strict=True):
+                known[i] = row
+        seconds = time.perf_counter() - start
+        print(f"  ({len(todo)} trunk passes at {size} px: {seconds / len(todo):.3f} s each)")
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(file, ids=np.array(list(known)), x=np.stack(list(known.values())))
+    return {s: np.stack([known[i] for i in data.parts[s]["image_id"]]) for s in data.parts}
+
+
+def compare_sizes(data: Data, sizes: Sequence[int], cache: Path) -> None:
+    """Logistic regression on the statistics at each size; paired difference to the first."""
+    from artist_id.uncertainty import paired_comparison
+
+    print(f"  statistics at other input sizes ({', '.join(map(str, sizes))} px):")
+    first: np.ndarray | None = None
+    for size in sizes:
+        proba = logistic(
+            data, f"LR channel mean/std at {size} px", statistics_at(data, size, cache)
+        )
+        pred = proba.argmax(1)
+        if first is None:
+            first = pred
+            continue
+        c = paired_comparison(data.y["test"], first, pred, metrics=("macro_f1",), n_resamples=2000)
+        d = c["macro_f1"]
+        print(
+            f"    {size} px minus {sizes[0]} px: {d.delta:+.3f} [{d.low:+.3f}, {d.high:+.3f}] "
+            f"({d.verdict})"
+        )
+
+
 def pipeline_rows(data: Data, models: Sequence[str]) -> None:
     """The pipeline's own models from their predictions.csv (split, label, predicted, ...)."""
     for m in models:
@@ -122,12 +200,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=Path())
     parser.add_argument("--models", nargs="*", default=["style_stats", "vgg16"])
+    parser.add_argument("--artists", nargs="*", default=[], help="only these classes")
+    parser.add_argument("--sizes", nargs="*", type=int, default=[], help="e.g. 224 512")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "artist-id-real-accuracy",
+        help="statistics computed for --sizes (one trunk pass per painting and size)",
+    )
     args = parser.parse_args()
-    data = Data(args.project)
+    data = Data(args.project, args.artists)
     counts = {s: len(p) for s, p in data.parts.items()}
     print(f"{args.project}: {len(data.classes)} classes, {counts} paintings")
     print(f"  trunk: {dict(data.paint.trunk)}")
-    pipeline_rows(data, args.models)
+    if args.artists:
+        print("  (--artists: the pipeline's own models are left out)")
+    else:
+        pipeline_rows(data, args.models)
+    if args.sizes:
+        compare_sizes(data, args.sizes, args.cache)
     stats_taps = data.paint.style_taps
     splits = ("train", "val", "test")
     stats = {s: data.x(s, stats_taps) for s in splits}
