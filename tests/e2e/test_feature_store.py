@@ -30,7 +30,7 @@ def test_head_only_experiments_reuse_stored_features(trained_project: Path) -> N
     assert computed == distinct > 0 and reused == 0
     try:
         # a head parameter: only that model's train and evaluate run; features are up to date
-        exp = dvc(root, "exp", "run", "-S", "train.style_stats.l2=0.02", "evaluate@style_stats")
+        exp = dvc(root, "exp", "run", "-S", "train.style_stats.c=[0.01]", "evaluate@style_stats")
         assert ran(exp) == {"train@style_stats", "evaluate@style_stats"}
         assert "trunk features from the feature store" in exp.stdout + exp.stderr
         status = dvc(root, "status", "features", "train@vgg16")
