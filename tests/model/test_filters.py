@@ -129,6 +129,14 @@ def test_top_patch_contains_the_planted_pattern() -> None:
     features = filters.feature_model(model, ["smooth"])
     [[patches]] = filters.top_patches(features, images, [depth], [[0]], top=3)
     assert sorted(p.image for p in patches) == sorted(where)
+    # Batches of two images (image indices offset by each batch's start): the same patches,
+    # and the same mean activations.
+    assert filters.top_patches(features, images, [depth], [[0]], top=3, batch=2) == [[patches]]
+    np.testing.assert_allclose(
+        filters.mean_activations(features, images, batch=4)[0],
+        filters.mean_activations(features, images, batch=32)[0],
+        rtol=1e-12,
+    )
     for p in patches:
         top, bottom, left, right = p.box
         row, col = where[p.image]
@@ -137,6 +145,12 @@ def test_top_patch_contains_the_planted_pattern() -> None:
         assert top >= 0 and bottom <= 32 and left >= 0 and right <= 32  # clipped
         crop = images[p.image][top:bottom, left:right, 0]
         assert (crop == 255).sum() == 5  # the whole cross is in the patch
+
+
+def test_batch_size_shrinks_with_the_image_area() -> None:
+    assert filters.batch_for(64, 64) == filters.batch_for(224, 224) == 32
+    assert filters.batch_for(512, 512) == 6  # 32 x 224^2 / 512^2 = 6.1
+    assert filters.batch_for(4000, 4000) == 1
 
 
 def test_model_without_five_conv_blocks_is_refused() -> None:
