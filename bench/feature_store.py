@@ -144,17 +144,11 @@ def main() -> None:
             print(
                 f"  {label:8s} dvc repro leaderboard   {repro:8.1f} s  (load {load()})", flush=True
             )
-            sh(
-                "git",
-                "-c",
-                "user.name=b",
-                "-c",
-                "user.email=b@x",
-                "commit",
-                "-qam",
-                "run",
-                cwd=root,
-            )
+            # the run's dvc.lock and metrics (untracked in a new copy) become HEAD, from
+            # which the experiment starts
+            git = ["git", "-c", "user.name=b", "-c", "user.email=b@x"]
+            sh(*git, "add", "-A", cwd=root)
+            sh(*git, "commit", "-qm", "run", cwd=root)
             exp = timed_dvc(
                 root, "exp", "run", "-S", f"train.style_stats.l2={args.l2}", "leaderboard"
             )
