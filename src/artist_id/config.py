@@ -574,13 +574,10 @@ def _check_model(name: str, mp: ModelParams, default_epochs: int) -> None:
         "image_size must be >= 32 (or null for base.image_size)",
     )
     need(mp.l2 >= 0, "l2 must be >= 0")
-    if mp.optimizer != "lbfgs":
-        need(not mp.c, "c is the lbfgs optimizer's setting; set optimizer: lbfgs or c: []")
+    need(all(c > 0 for c in mp.c), f"c: values must be > 0, got {list(mp.c)}")
+    if mp.optimizer != "lbfgs":  # c is then unused, as learning_rate and l2 are with lbfgs
         return
-    need(
-        bool(mp.c) and all(c > 0 for c in mp.c),
-        f"c: needs one or more values > 0, got {list(mp.c)}",
-    )
+    need(bool(mp.c), "c: optimizer lbfgs needs one or more values")
     need(not mp.dense, "optimizer: lbfgs fits a linear head only; set dense: []")
     need(
         mp.trainable_trunk_layers == 0 and not mp.fine_tune_layers,

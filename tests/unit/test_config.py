@@ -73,9 +73,9 @@ def test_mistakes_name_the_key(path: str, value: Any, message: str) -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"optimizer": "adam", "c": [0.1]}, r"train\.style_stats\.c is the lbfgs optimizer's"),
-        ({"optimizer": "lbfgs", "c": []}, r"train\.style_stats\.c: needs one or more values"),
-        ({"optimizer": "lbfgs", "c": [0.1, 0]}, r"train\.style_stats\.c: needs one or more"),
+        ({"optimizer": "adam", "c": [0.1, -1]}, r"train\.style_stats\.c: values must be > 0"),
+        ({"optimizer": "lbfgs", "c": []}, r"train\.style_stats\.c: optimizer lbfgs needs one"),
+        ({"optimizer": "lbfgs", "c": [0.1, 0]}, r"train\.style_stats\.c: values must be > 0"),
         ({"optimizer": "lbfgs", "c": [0.1], "dense": [64]}, r"lbfgs fits a linear head only"),
         (
             {"optimizer": "lbfgs", "c": [0.1], "trainable_trunk_layers": 2},
@@ -100,6 +100,8 @@ def test_lbfgs_is_for_style_stats_with_the_feature_cache() -> None:
     raw["train"]["models"] = ["vgg16"]  # style_stats not trained: nothing to object to
     parse_params(copy.deepcopy(raw))
     raw = copy.deepcopy(RAW)
+    raw["train"]["style_stats"].update(optimizer="adam", c=[0.01])  # c unused, as l2 with lbfgs
+    assert parse_params(copy.deepcopy(raw)).train.style_stats.optimizer == "adam"
     raw["train"]["vgg16"]["optimizer"] = "lbfgs"
     with pytest.raises(ConfigError, match=r"train\.vgg16\.optimizer: lbfgs is for style_stats"):
         parse_params(raw)
