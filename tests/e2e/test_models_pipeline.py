@@ -94,7 +94,14 @@ def test_plots_show_renders_every_plot_offline(project: Path) -> None:
     ids = vega_plot_ids(html)
     for m in names:  # DVC names each plot's <div> after its file
         assert f"reports_evaluate_{m}_confusion_json" in ids
-        for curve in ("train_loss", "eval_loss", "eval_accuracy", "train_learning_rate"):
+        summary = json.loads((project / "reports/train" / m / "summary.json").read_text())
+        # Keras logs the learning rate per epoch; an lbfgs head logs C and macro-F1 per C
+        own = (
+            ("train_c", "eval_macro_f1")
+            if summary.get("optimizer") == "lbfgs"
+            else ("train_learning_rate",)
+        )
+        for curve in ("train_loss", "eval_loss", "eval_accuracy", *own):
             assert f"reports_train_{m}_plots_metrics_{curve}_tsv" in ids
     assert "reports_eda_paintings_per_artist_json" in ids
     dom = assert_every_plot_drawn(project, "plots_html", "plots-show-offline.png")
