@@ -342,9 +342,10 @@ class Explainer:
         x = np.asarray(images)
         wanted = None if classes is None else list(classes)
         out: list[Explanation] = []
-        for start in range(0, len(x), max(1, batch_size)):
-            part = None if wanted is None else wanted[start : start + batch_size]
-            batch = self.explain_batch(x[start : start + batch_size], part)
+        step = max(1, batch_size)
+        for start in range(0, len(x), step):
+            part = None if wanted is None else wanted[start : start + step]
+            batch = self.explain_batch(x[start : start + step], part)
             out += batch.explanations(self.layers, self.method)
         return out
 

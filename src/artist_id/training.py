@@ -547,6 +547,7 @@ def fit_linear_head(
     ``val_accuracy``, ``val_macro_f1`` and ``c``.
     """
     import keras
+    from scipy.special import softmax
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score, log_loss
@@ -590,8 +591,8 @@ def fit_linear_head(
                 ) from exc
         kernel, bias = _softmax_weights(model, k, x_train.shape[1])
         fits.append((kernel, bias))
-        p_train = _softmax(x_train @ kernel + bias)
-        p_val = _softmax(x_val @ kernel + bias)
+        p_train = softmax(x_train @ kernel + bias, axis=1)
+        p_val = softmax(x_val @ kernel + bias, axis=1)
         logs = {
             "loss": float(log_loss(y_train, p_train, sample_weight=weights, labels=labels)),
             "accuracy": float(accuracy_score(y_train, p_train.argmax(1))),
@@ -652,12 +653,6 @@ def _softmax_weights(model: Any, k: int, d: int) -> tuple[np.ndarray, np.ndarray
         kernel[:, classes] = coef.T
         bias[classes] = intercept
     return kernel, bias
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _adapt_normalization_on_trunk(model: Any, train: Split, run: _Fitter) -> None:
