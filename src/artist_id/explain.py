@@ -331,27 +331,39 @@ class Explainer:
         )
 
     def explain(
-        self, images: npt.ArrayLike, classes: Sequence[int] | None = None, batch_size: int = 4
+        self,
+        images: npt.ArrayLike,
+        classes: Sequence[int] | None = None,
+        batch_size: int | None = None,
     ) -> list[Explanation]:
         """One :class:`Explanation` per image (see :meth:`explain_batch`).
 
-        ``batch_size`` images per gradient pass: the pass keeps every activation of the
-        trunk, about 0.5 GB per 512-px image through VGG16, so a sheet of 18 large images
-        in one pass would need gigabytes.
+        ``batch_size`` images per gradient pass; ``None`` sizes it from the image size
+        (:func:`artist_id.images.per_pass` with the gradient budget: 4 images at 512 px, where
+        a pass through VGG16 keeps about 0.5 GB of activations per image).
         """
         x = np.asarray(images)
         wanted = None if classes is None else list(classes)
         out: list[Explanation] = []
-        step = max(1, batch_size)
-        for start in range(0, len(x), step):
-            part = None if wanted is None else wanted[start : start + step]
-            batch = self.explain_batch(x[start : start + step], part)
-            out += batch.explanations(self.layers, self.method)
+        for start, stop in self._passes(len(x), batch_size):
+            part = None if wanted is None else wanted[start:stop]
+            out += self.explain_batch(x[start:stop], part).explanations(self.layers, self.method)
         return out
 
     def explain_array(self, images: npt.ArrayLike) -> npt.NDArray[np.float32]:
-        """The packed form of :meth:`explain_batch` (the service's batchable API)."""
-        return self.explain_batch(images).pack()
+        """The packed form of :meth:`explain_batch` (the service's batchable API), in passes
+        of :meth:`explain`'s default size."""
+        x = np.asarray(images)
+        width = 2 + self.num_classes + len(self.layers) + self.size * self.size
+        packs = [self.explain_batch(x[a:b]).pack() for a, b in self._passes(len(x), None)]
+        return np.concatenate(packs) if packs else np.zeros((0, width), dtype=np.float32)
+
+    def _passes(self, n: int, batch_size: int | None) -> list[tuple[int, int]]:
+        from artist_id.images import GRADIENT_PIXELS, per_pass
+
+        step = batch_size or per_pass(self.size, self.size, pixels=GRADIENT_PIXELS)
+        step = max(1, step)
+        return [(start, min(n, start + step)) for start in range(0, n, step)]
 
     def describe(self) -> dict[str, Any]:
         """What :meth:`ExplanationBatch.unpack` needs, and what the answers mention."""

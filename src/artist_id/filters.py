@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from artist_id.images import per_pass
+
 if TYPE_CHECKING:
     import keras
 
@@ -224,18 +226,6 @@ class Patch:
     box: tuple[int, int, int, int]  # (top, bottom, left, right) in input pixels, half-open
 
 
-# Images per forward pass: 32 up to 224 px, fewer above, so that the tapped maps of a batch
-# stay near the same size (VGG16's block1 alone is 64 float32 per pixel: 32 images at 512 px
-# took 18 GB of RAM).
-MAX_BATCH = 32
-BATCH_PIXELS = MAX_BATCH * 224 * 224
-
-
-def batch_for(height: int, width: int) -> int:
-    """Images per forward pass for inputs of ``height`` x ``width``."""
-    return max(1, min(MAX_BATCH, BATCH_PIXELS // max(1, height * width)))
-
-
 def _batches(images: np.ndarray, size: int) -> Iterator[tuple[int, np.ndarray]]:
     for start in range(0, len(images), size):
         yield start, images[start : start + size]
@@ -323,7 +313,7 @@ def analyse(
     """Choose ``per_layer`` filters per depth on ``val``; their top patches in ``scanned``."""
     depths = choose_depths(model)
     features = feature_model(model, [d.layer for d in depths])
-    batch = batch_for(*val.shape[1:3])
+    batch = per_pass(*val.shape[1:3])
     means = mean_activations(features, val, batch)
     channels = [most_active(m, per_layer) for m in means]
     patches = top_patches(features, scanned, depths, channels, batch=batch)

@@ -8,7 +8,8 @@ files are rejected rather than silently padded with grey. Any failure in :func:`
 status the service answers, never as another exception type.
 
 The module also holds the image transforms that training and serving must share
-(:func:`fit_square`), the canonical JPEG encoder and the perceptual hash used for de-duplication.
+(:func:`fit_square`), the canonical JPEG encoder, the perceptual hash used for de-duplication
+and how many images of a size one pass through a network takes (:func:`per_pass`).
 """
 
 from __future__ import annotations
@@ -605,3 +606,17 @@ def phash_matrix_distances(hashes: Sequence[str], block_rows: int = 512) -> npt.
         xor = np.bitwise_xor(values[start:stop, None], values[None, :])
         out[start:stop] = _popcount_u64(xor)
     return out
+
+
+# How many images one pass through a conv network takes: its feature maps grow with the pixels
+# of the batch (VGG16's block1 alone is 64 float32 per pixel: a forward pass over 32 images at
+# 512 px took 18 GB of RAM), so the batch shrinks as the images grow. A forward pass keeps 32
+# images up to 224 px; a gradient pass keeps every activation of the network (about 0.5 GB per
+# 512-px image through VGG16), so it gets a quarter of that budget: 4 images at 512 px.
+FORWARD_PIXELS = 32 * 224 * 224
+GRADIENT_PIXELS = 4 * 512 * 512
+
+
+def per_pass(height: int, width: int, *, pixels: int = FORWARD_PIXELS, most: int = 32) -> int:
+    """Images of ``height`` x ``width`` per network pass: ``pixels`` in all, 1 to ``most``."""
+    return max(1, min(most, pixels // max(1, height * width)))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from artist_id import explain
+from artist_id import images as images_module
 from artist_id.config import MODEL_NAMES
 from artist_id.models import (
     ModelSpec,
@@ -76,7 +77,9 @@ EXPECTED_LAYERS = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_every_zoo_model_is_explained_from_its_keras_file(name: str, tmp_path: Path) -> None:
+def test_every_zoo_model_is_explained_from_its_keras_file(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     extra = {"layers": ("block1_conv2", "block2_conv2")} if name == "style_stats" else {}
     keras.utils.set_random_seed(1)
     built = build_model(ModelSpec(name, 32, 3, weights="none", **extra))  # type: ignore[arg-type]
@@ -108,6 +111,10 @@ def test_every_zoo_model_is_explained_from_its_keras_file(name: str, tmp_path: P
         e.layer for e in found
     ]
     np.testing.assert_allclose(again.heatmaps, np.stack([e.heatmap for e in found]), atol=1e-6)
+    # With a gradient budget of one 32-px image per pass it takes three passes, same answer.
+    monkeypatch.setattr(images_module, "GRADIENT_PIXELS", 32 * 32)
+    assert explainer._passes(3, None) == [(0, 1), (1, 2), (2, 3)]
+    np.testing.assert_allclose(explainer.explain_array(images), packed, atol=1e-5)
 
 
 def test_style_stats_weighs_each_layer_by_its_statistics_against_the_training_mean(

@@ -11,6 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from artist_id import filters
+from artist_id.images import GRADIENT_PIXELS, per_pass
 from artist_id.models import ModelSpec, build_model
 
 
@@ -148,9 +149,13 @@ def test_top_patch_contains_the_planted_pattern() -> None:
 
 
 def test_batch_size_shrinks_with_the_image_area() -> None:
-    assert filters.batch_for(64, 64) == filters.batch_for(224, 224) == 32
-    assert filters.batch_for(512, 512) == 6  # 32 x 224^2 / 512^2 = 6.1
-    assert filters.batch_for(4000, 4000) == 1
+    assert per_pass(64, 64) == per_pass(224, 224) == 32
+    assert per_pass(512, 512) == 6  # 32 x 224^2 / 512^2 = 6.1
+    assert per_pass(4000, 4000) == 1
+    # A gradient pass gets 4 x 512^2 pixels: 4 images at 512 px, 20 at 224 (4 x 5.2), 32 at 64.
+    assert per_pass(512, 512, pixels=GRADIENT_PIXELS) == 4
+    assert per_pass(224, 224, pixels=GRADIENT_PIXELS) == 20
+    assert per_pass(64, 64, pixels=GRADIENT_PIXELS) == 32
 
 
 def test_model_without_five_conv_blocks_is_refused() -> None:
