@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from artist_id import images, progress
+from artist_id import figures, images, progress
 from artist_id.config import AugmentParams
 from artist_id.manifest import slug
 from artist_id.splits import SPLITS, oversample_plan
@@ -202,7 +202,5 @@ def preview(
                 ax.set_title(f"augmented {c}", fontsize=8)
     fig.suptitle("Training augmentation (Keras preprocessing layers, seeded)", fontsize=10)
     fig.tight_layout()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Fixed metadata so the PNG bytes depend only on the pixels.
-    fig.savefig(target, dpi=110, metadata={"Software": None})
+    figures.save(fig, target, dpi=110)
     plt.close(fig)

@@ -28,12 +28,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from artist_id import stage
+from artist_id import figures, stage
 from artist_id.artists import half_century, parse_years, split_values
 
 log = logging.getLogger(__name__)
@@ -164,17 +163,6 @@ def _stats(values: pd.Series) -> dict[str, float | int | None]:
 # ------------------------------------------------------------------ plotting
 
 
-def _save(fig: Figure, path: Path) -> None:
-    # No "Software" entry: the PNG bytes then depend on the pixels, not the matplotlib version.
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-
-
-def _empty(ax: Axes, message: str) -> None:
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="grey")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 def _rows_height(n: int, per_row: float = 0.24, extra: float = 1.6) -> float:
     return max(3.0, per_row * n + extra)
 
@@ -184,7 +172,7 @@ def plot_paintings_per_artist(rows: Sequence[ArtistRow], min_paintings: int, pat
     fig = Figure(figsize=(9, _rows_height(len(rows))), layout="constrained")
     ax = fig.add_subplot()
     if not rows:
-        _empty(ax, "no artists")
+        figures.empty(ax, "no artists")
     else:
         y = np.arange(len(rows))
         h = 0.4
@@ -237,7 +225,7 @@ def plot_paintings_per_artist(rows: Sequence[ArtistRow], min_paintings: int, pat
             f"{min_paintings} usable images",
             fontsize=11,
         )
-    _save(fig, path)
+    figures.save(fig, path)
 
 
 def plot_counts(counts: dict[str, dict[str, int]], what: str, path: Path) -> None:
@@ -245,7 +233,7 @@ def plot_counts(counts: dict[str, dict[str, int]], what: str, path: Path) -> Non
     fig = Figure(figsize=(8, _rows_height(len(counts), 0.26, 1.4)), layout="constrained")
     ax = fig.add_subplot()
     if not counts:
-        _empty(ax, f"no {what} values")
+        figures.empty(ax, f"no {what} values")
     else:
         labels = list(counts)
         kept = [counts[v]["kept"] for v in labels]
@@ -265,7 +253,7 @@ def plot_counts(counts: dict[str, dict[str, int]], what: str, path: Path) -> Non
         ax.legend(loc="lower right", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
         ax.set_title(f"Artists per {what}", fontsize=11)
-    _save(fig, path)
+    figures.save(fig, path)
 
 
 def plot_period(rows: Sequence[ArtistRow], periods: dict[str, int], path: Path) -> None:
@@ -273,8 +261,8 @@ def plot_period(rows: Sequence[ArtistRow], periods: dict[str, int], path: Path) 
     dated = sorted((r for r in rows if r.years), key=lambda r: (r.years or (0, 0), r.name))
     fig = Figure(figsize=(9, _rows_height(len(dated), 0.22, 3.2)), layout="constrained")
     if not dated:
-        _empty(fig.add_subplot(), "no parsable years")
-        _save(fig, path)
+        figures.empty(fig.add_subplot(), "no parsable years")
+        figures.save(fig, path)
         return
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[max(len(dated), 8), 7])
     for i, r in enumerate(dated):
@@ -305,7 +293,7 @@ def plot_period(rows: Sequence[ArtistRow], periods: dict[str, int], path: Path) 
     low = min(r.years[0] for r in dated if r.years)
     high = max(r.years[1] for r in dated if r.years)
     bottom.set_xlim(low // 50 * 50 - 10, (high // 50 + 1) * 50 + 60)
-    _save(fig, path)
+    figures.save(fig, path)
 
 
 def plot_image_sizes(images: pd.DataFrame, kept: set[str], path: Path) -> None:
@@ -315,9 +303,9 @@ def plot_image_sizes(images: pd.DataFrame, kept: set[str], path: Path) -> None:
     sized = images.dropna(subset=["width", "height"])
     sized = sized[(sized["width"] > 0) & (sized["height"] > 0)]
     if sized.empty:
-        _empty(left, "no image sizes")
-        _empty(right, "no image sizes")
-        _save(fig, path)
+        figures.empty(left, "no image sizes")
+        figures.empty(right, "no image sizes")
+        figures.save(fig, path)
         return
     is_kept = sized["artist"].isin(kept)
     crowded = len(sized) > 500  # many points: small and translucent; few: visible
@@ -361,7 +349,7 @@ def plot_image_sizes(images: pd.DataFrame, kept: set[str], path: Path) -> None:
     right.grid(axis="y", alpha=0.3)
     grey = int(sized["mode"].isin(GREYSCALE_MODES).sum())
     right.set_title(f"Aspect ratios ({grey} greyscale source images)", fontsize=11)
-    _save(fig, path)
+    figures.save(fig, path)
 
 
 def _thumbnail(path: Path, size: int) -> Image.Image | None:
@@ -416,8 +404,8 @@ def plot_contact_sheet(
     cells = max(thumbnails, 1)
     if not names or thumbnails <= 0:
         fig = Figure(figsize=(6, 2), layout="constrained")
-        _empty(fig.add_subplot(), "no images to show")
-        _save(fig, path)
+        figures.empty(fig.add_subplot(), "no images to show")
+        figures.save(fig, path)
         return
     width = max(6.0, 1.45 * cells)
     fig = Figure(figsize=(width, 1.75 * len(names) + 0.5), layout="constrained")
@@ -434,7 +422,7 @@ def plot_contact_sheet(
         status = "kept" if r.kept else "dropped"
         ax.set_title(f"{name} — {r.found} images ({status})", loc="left", fontsize=9)
     fig.suptitle(f"Contact sheet: up to {thumbnails} ok images per artist", fontsize=11)
-    _save(fig, path)
+    figures.save(fig, path)
 
 
 # ------------------------------------------------------------------ entry

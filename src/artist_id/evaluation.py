@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageOps
@@ -42,7 +41,7 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from artist_id import images
+from artist_id import figures, images
 
 if TYPE_CHECKING:
     from dvclive import Live
@@ -252,18 +251,6 @@ def confusion_records(
 # ------------------------------------------------------------------ plots
 
 
-def _save(fig: Figure, path: Path) -> None:
-    # No "Software" entry: the PNG bytes then depend on the pixels, not the matplotlib version.
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-
-
-def _empty(ax: Axes, message: str) -> None:
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="grey")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 def _cell_fontsize(k: int) -> float:
     if k <= 8:
         return 9.0
@@ -319,7 +306,7 @@ def plot_confusion(
     )
     bar = fig.colorbar(im, ax=ax, shrink=0.8)
     bar.set_label("share of row (true artist)")
-    _save(fig, path)
+    figures.save(fig, path)
 
 
 def _thumbnail(path: str, size: int) -> npt.NDArray[np.uint8]:
@@ -381,8 +368,8 @@ def plot_misclassified(
     if order.size == 0:
         fig = Figure(figsize=(5, 2), layout="constrained")
         message = "no misclassified images" if wrong.size == 0 else "max_images is 0"
-        _empty(fig.add_subplot(), message)
-        _save(fig, path)
+        figures.empty(fig.add_subplot(), message)
+        figures.save(fig, path)
         return 0
 
     cols = min(MISCLASSIFIED_COLUMNS, order.size)
@@ -398,7 +385,7 @@ def plot_misclassified(
         f"Most confident mistakes: {order.size} of {wrong.size} misclassified (of {t.size})",
         fontsize=11,
     )
-    _save(fig, path)
+    figures.save(fig, path)
     return int(order.size)
 
 
@@ -426,7 +413,7 @@ def plot_learning_curves(history: Mapping[str, Sequence[float]], path: Path, tit
     for ax, key, label in ((axes[0], "loss", "Loss"), (axes[1], "accuracy", "Accuracy")):
         series = [(s, history[s]) for s in (key, f"val_{key}") if len(history.get(s, []))]
         if not series:
-            _empty(ax, f"no {key} logged")
+            figures.empty(ax, f"no {key} logged")
             ax.set_title(label)
             continue
         for name, values in series:
@@ -450,7 +437,7 @@ def plot_learning_curves(history: Mapping[str, Sequence[float]], path: Path, tit
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=11)
-    _save(fig, path)
+    figures.save(fig, path)
 
 
 def read_dvclive_history(dvclive_dir: Path) -> dict[str, list[float]]:

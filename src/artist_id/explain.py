@@ -41,6 +41,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from artist_id import figures
+
 log = logging.getLogger(__name__)
 
 GRAD_CAM = "grad-cam"
@@ -507,7 +509,7 @@ def plot_overlays(items: Sequence[SheetItem], path: Path, title: str, columns: i
         ax.text(0.5, 0.5, "nothing to show", ha="center", va="center")
         ax.set_axis_off()
         fig.suptitle(title, fontsize=11)
-        fig.savefig(path, dpi=100, metadata={"Software": None})
+        figures.save(fig, path, dpi=100)
         return 0
     cols = min(columns, len(items))
     rows = math.ceil(len(items) / cols)
@@ -521,7 +523,7 @@ def plot_overlays(items: Sequence[SheetItem], path: Path, title: str, columns: i
     for ax in axes:
         ax.set_axis_off()
     fig.suptitle(title, fontsize=11)
-    fig.savefig(path, dpi=100, metadata={"Software": None})
+    figures.save(fig, path, dpi=100)
     return len(items)
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from artist_id import figures
 from artist_id.images import per_pass
 
 if TYPE_CHECKING:
@@ -441,7 +442,7 @@ def draw_layer(
         ax.set_title(label, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=72, metadata={"Software": None})
+    figures.save(fig, path, dpi=72)
     plt.close(fig)
 
 
@@ -471,5 +472,5 @@ def draw_overview(
         "What each depth responds to: top-9 patches of the most active filters", fontsize=9
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=72, metadata={"Software": None})
+    figures.save(fig, path, dpi=72)
     plt.close(fig)

@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from artist_id import figures
 from artist_id.artists import ArtistMeta
 from artist_id.splits import group_split, near_duplicate_groups
 
@@ -647,12 +648,6 @@ def build_genre_model(
 # ------------------------------------------------------------------------------------- plots
 
 
-def _save(fig: Figure, path: Path) -> None:
-    # No "Software" entry: the PNG bytes then depend on the pixels, not the matplotlib version.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-
-
 def plot_ap(paintings: Mapping[str, Any], artists: Mapping[str, Any], path: Path) -> None:
     """AP per genre: held-out paintings, held-out artists, and the prior baseline."""
     genres = list(paintings["per_genre"])
@@ -686,7 +681,7 @@ def plot_ap(paintings: Mapping[str, Any], artists: Mapping[str, Any], path: Path
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=3, fontsize=7.5)
     ax.grid(axis="x", alpha=0.3)
     ax.set_title("Genre model: average precision per genre", fontsize=11)
-    _save(fig, path)
+    figures.save(fig, path)
 
 
 def plot_artist_table(table: pd.DataFrame, truth: pd.DataFrame, path: Path) -> None:
@@ -701,21 +696,12 @@ def plot_artist_table(table: pd.DataFrame, truth: pd.DataFrame, path: Path) -> N
     if table.isna().all().all():
         ax.text(0.5, 0.5, "no genre has two artists:\nnothing to hold out", ha="center")
         ax.set_axis_off()
-        _save(fig, path)
+        figures.save(fig, path)
         return
     image = ax.imshow(table.to_numpy(), cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    figures.annotate_cells(ax, table.to_numpy(), light_above=0.6)
     for i, artist in enumerate(table.index):
         for j, genre in enumerate(genres):
-            value = float(table.iloc[i, j])
-            ax.text(
-                j,
-                i,
-                f"{value:.2f}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if value > 0.6 else "black",
-            )
             if truth.loc[artist, genre]:
                 ax.add_patch(
                     _rectangle((j - 0.47, i - 0.45), 0.94, 0.9, edgecolor="#e8a54b", linewidth=2)
@@ -724,7 +710,7 @@ def plot_artist_table(table: pd.DataFrame, truth: pd.DataFrame, path: Path) -> N
     ax.set_yticks(np.arange(len(table)), list(table.index), fontsize=8)
     fig.colorbar(image, ax=ax, shrink=0.8, label="mean probability (artist held out)")
     ax.set_title("Held-out artists: genre probabilities (outlined = true genre)", fontsize=10)
-    _save(fig, path)
+    figures.save(fig, path)
 
 
 def _rectangle(xy: tuple[float, float], w: float, h: float, **style: Any) -> Any:

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from artist_id import figures
 from artist_id.artists import UNKNOWN_PERIOD, Anchor, ArtistMeta
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ def plot_map(
     fig.suptitle(
         "Paintings by texture statistics (PCA, then t-SNE): near = similar style", fontsize=12
     )
-    _save(fig, path)
+    figures.save(fig, path)
 
 
 # ---------------------------------------------------------------------------------- palettes
@@ -254,7 +255,7 @@ def plot_palettes(palettes: Mapping[str, Sequence[Mapping[str, Any]]], path: Pat
     ax.set_yticks(np.arange(len(names)), names, fontsize=9)
     ax.set_xlabel("share of sampled pixels (every painting of the period sampled equally)")
     ax.set_title("Characteristic palette per period (k-means in RGB)", fontsize=11)
-    _save(fig, path)
+    figures.save(fig, path)
 
 
 # -------------------------------------------------------------------------------- separation
@@ -324,7 +325,7 @@ def plot_separation(sep: Separation, path: Path) -> None:
         ax = fig.add_subplot()
         ax.text(0.5, 0.5, "fewer than two periods with enough paintings", ha="center")
         ax.set_axis_off()
-        _save(fig, path)
+        figures.save(fig, path)
         return
     fig = Figure(
         figsize=(2.6 + 0.75 * table.shape[1], 1.8 + 0.45 * table.shape[0]), layout="constrained"
@@ -332,18 +333,7 @@ def plot_separation(sep: Separation, path: Path) -> None:
     ax = fig.add_subplot()
     image = ax.imshow(table.to_numpy(), cmap="magma_r", vmin=0, aspect="auto")
     high = float(table.to_numpy().max()) if table.size else 1.0
-    for i in range(table.shape[0]):
-        for j in range(table.shape[1]):
-            value = float(table.iloc[i, j])
-            ax.text(
-                j,
-                i,
-                f"{value:.2f}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if value > 0.6 * high else "black",
-            )
+    figures.annotate_cells(ax, table.to_numpy(), light_above=0.6 * high)
     ax.set_xticks(
         np.arange(table.shape[1]), list(table.columns), rotation=35, ha="right", fontsize=8
     )
@@ -353,7 +343,7 @@ def plot_separation(sep: Separation, path: Path) -> None:
         "What sets each period apart: channel means/stds per VGG block vs all other periods",
         fontsize=9.5,
     )
-    _save(fig, path)
+    figures.save(fig, path)
 
 
 # -------------------------------------------------------------------------------- classifier
@@ -451,9 +441,3 @@ def thumbnail(path: str, side: int = THUMB_PX) -> np.ndarray:
     from artist_id.style_features import load_square
 
     return load_square(path, side)
-
-
-def _save(fig: Figure, path: Path) -> None:
-    # No "Software" entry: the PNG bytes then depend on the pixels, not the matplotlib version.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, metadata={"Software": None})

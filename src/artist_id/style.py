@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from artist_id import figures
 from artist_id.config import SAMPLE_PHOTOS, ConfigError, StyleParams
 
 if TYPE_CHECKING:
@@ -724,7 +725,7 @@ def draw_grid(
             ax.set_title(label, fontsize=7)
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=72, metadata={"Software": None})
+    figures.save(fig, path, dpi=72)
     plt.close(fig)
 
 
