@@ -161,12 +161,17 @@ def learning_curve(data: Data, x: dict[str, np.ndarray], at: int, draws: int = 5
         print(
             f"    {len(keep):5d} training paintings: test {means[-1]:.3f} (sd {np.std(scores):.3f})"
         )
-    (a, b), _ = curve_fit(
+    (a, b), cov = curve_fit(
         lambda n, a, b: a * n ** (-b), np.array(sizes, float), 1 - np.array(means), p0=(1, 0.3)
     )
+    # The guess's standard error from the fit's covariance (delta method), under the power law.
+    grad = np.array([at ** (-b), -a * np.log(at) * at ** (-b)])
+    se = float(np.sqrt(grad @ cov @ grad))
+    guess = 1 - a * at ** (-b)
     print(
-        f"    power law 1 - F1 = {a:.3f} n^-{b:.3f}: {at} training paintings -> "
-        f"{1 - a * at ** (-b):.3f} (an extrapolation from {sizes[-1]}, not a measurement)"
+        f"    power law 1 - F1 = {a:.3f} n^-{b:.3f}: {at} training paintings -> {guess:.3f} "
+        f"(+- {2 * se:.3f}, two standard errors of the fit; an extrapolation from "
+        f"{sizes[-1]}, not a measurement)"
     )
 
 
