@@ -198,7 +198,14 @@ def test_mirrored_strategy_on_two_logical_cpus_for_any_split_size() -> None:
     for key, run in result["runs"].items():
         assert run["epochs"] == 2 and run["finite"], key
         reported, direct = run["val_loss"]
-        assert reported == pytest.approx(direct, rel=1e-3, abs=1e-4), key
+        # Counting the padding would be off by a factor 9/16 (cnn_small, 9 images in batches
+        # of 16) or 3/8 (vgg16). VGG16 has no BatchNormalization and must agree to float32
+        # noise. cnn_small's BatchNormalization divides by the moving std of channels that
+        # barely vary on these random images, which magnifies the float32 differences between
+        # the replicas' convolutions and one direct call: 1.5e-3 relative was measured on an
+        # AMD EPYC (below 1e-3 on the Intel machines before it), hence its 1e-2.
+        rel = 1e-3 if key.startswith("vgg16/") else 1e-2
+        assert reported == pytest.approx(direct, rel=rel, abs=1e-4), key
         assert run["val_accuracy"][0] == pytest.approx(run["val_accuracy"][1], abs=1e-6), key
 
 

@@ -24,6 +24,7 @@ SERVICE_MODULES = {
     "models.py",
     "config.py",
     "explain.py",
+    "figures.py",
 }
 WEB_FILES = {"index.html", "app.js", "style.css"}  # the page at GET /
 
