@@ -356,15 +356,13 @@ class Explainer:
         """The packed form of :meth:`explain_batch` (the service's batchable API), in passes
         of :meth:`explain`'s default size."""
         x = np.asarray(images)
-        width = 2 + self.num_classes + len(self.layers) + self.size * self.size
-        packs = [self.explain_batch(x[a:b]).pack() for a, b in self._passes(len(x), None)]
-        return np.concatenate(packs) if packs else np.zeros((0, width), dtype=np.float32)
+        passes = self._passes(len(x), None) or [(0, 0)]  # no images: one empty pass, as before
+        return np.concatenate([self.explain_batch(x[a:b]).pack() for a, b in passes])
 
     def _passes(self, n: int, batch_size: int | None) -> list[tuple[int, int]]:
         from artist_id.images import GRADIENT_PIXELS, per_pass
 
-        step = batch_size or per_pass(self.size, self.size, pixels=GRADIENT_PIXELS)
-        step = max(1, step)
+        step = max(1, batch_size or per_pass(self.size, self.size, pixels=GRADIENT_PIXELS))
         return [(start, min(n, start + step)) for start in range(0, n, step)]
 
     def describe(self) -> dict[str, Any]:
@@ -509,7 +507,7 @@ def plot_overlays(items: Sequence[SheetItem], path: Path, title: str, columns: i
         ax.text(0.5, 0.5, "nothing to show", ha="center", va="center")
         ax.set_axis_off()
         fig.suptitle(title, fontsize=11)
-        figures.save(fig, path, dpi=100)
+        figures.save(fig, path)
         return 0
     cols = min(columns, len(items))
     rows = math.ceil(len(items) / cols)
@@ -523,7 +521,7 @@ def plot_overlays(items: Sequence[SheetItem], path: Path, title: str, columns: i
     for ax in axes:
         ax.set_axis_off()
     fig.suptitle(title, fontsize=11)
-    figures.save(fig, path, dpi=100)
+    figures.save(fig, path)
     return len(items)
 
 
