@@ -2,7 +2,11 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | cksum | cut -d' ' -f1)
+# One stamp per kind of install, named after the requirements: editing them re-installs.
+DEPS   := $(shell cat pyproject.toml constraints.txt 2>/dev/null | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-dev-$(DEPS)
+RUN_STAMP := $(VENV)/.installed-run-$(DEPS)
+PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
 # Stage commands in dvc.yaml call `python`: make it the venv's, whatever the caller's PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -14,30 +18,40 @@ export BENTOML_DO_NOT_TRACK := true
 export TF_CPP_MIN_LOG_LEVEL := 3
 export KERAS_BACKEND := tensorflow
 
-.PHONY: install repro test lint format clean bento serve report plots-template params-format readme-dag
+.PHONY: install install-run repro test lint format clean bento serve report plots-template params-format readme-dag
 
 BENTO_MODEL := models/bento/artist-id.tar
 GENRE_MODEL := models/bento/artist-id-genre.tar
 
-install: $(STAMP)  ## create .venv and install the project with its dev tools
+install: $(STAMP)  ## create .venv and install the project with its dev tools (tests, lint)
 
+install-run: $(RUN_STAMP)  ## create .venv and install the project alone (pipeline, service)
+
+# The full install satisfies both; the project alone skips the dev tools (pytest, mypy, ruff,
+# selenium, ...), which `make repro` does not need: a quicker first run.
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(PIP) -e '.[dev]'
 	@rm -f $(VENV)/.installed-*
+	@touch $@ $(RUN_STAMP)
+
+$(RUN_STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) -e .
+	@rm -f $(VENV)/.installed-run-*
 	@touch $@
 
-repro: install  ## run the whole DVC pipeline (offline, on the embedded sample by default)
+repro: install-run  ## run the whole DVC pipeline (offline, on the embedded sample by default)
 	$(BIN)/dvc repro
 
 test: install  ## the whole test suite (unit, data, model, service, e2e)
 	$(BIN)/python -m pytest
 
 BASE ?= main
-report: install  ## compare the workspace's experiment with BASE (a git revision): reports/pr/report.md
+report: install-run  ## compare the workspace's experiment with BASE (a git revision): reports/pr/report.md
 	$(BIN)/python -m artist_id.report --base "$(BASE)" $(if $(RUN_URL),--run-url "$(RUN_URL)")
 
-bento: install  ## import the packaged models (artist + genre) into the BentoML store and build the Bento
+bento: install-run  ## import the packaged models (artist + genre) into the BentoML store and build the Bento
 	@for f in $(BENTO_MODEL) $(GENRE_MODEL); do test -f $$f || { echo "$$f is missing: run 'make repro' first" >&2; exit 1; }; done
 	$(BIN)/python -m artist_id.packaging import $(BENTO_MODEL) $(GENRE_MODEL)
 	$(BIN)/bentoml build

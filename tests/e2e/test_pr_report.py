@@ -20,9 +20,10 @@ VERDICTS = {"**better**", "**worse**", "within noise", "within noise †"}
 
 
 def make(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The Makefile target as CI runs it, on this test run's venv (`-o install`: never pip)."""
+    """The Makefile target as CI runs it, on this test run's venv (`-o install -o install-run`:
+    never pip)."""
     proc = subprocess.run(
-        ["make", "-o", "install", f"VENV={VENV}", *args],
+        ["make", "-o", "install", "-o", "install-run", f"VENV={VENV}", *args],
         cwd=root,
         env=env_for(root),
         text=True,

@@ -143,10 +143,58 @@ def test_images_are_not_uploaded_to_a_third_party_by_default() -> None:
 @pytest.mark.parametrize("target", ["report", "repro", "install"])
 def test_the_make_targets_exist(target: str) -> None:
     proc = subprocess.run(
-        ["make", "-n", "-o", "install", target, "BASE=HEAD"],
+        ["make", "-n", "-o", "install", "-o", "install-run", target, "BASE=HEAD"],
         cwd=REPO,
         capture_output=True,
         text=True,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def _dry_run(target: str, venv: Path) -> str:
+    """What `make <target>` would run in the repository with ``venv`` as its venv (no action)."""
+    proc = subprocess.run(
+        ["make", "-n", target, f"VENV={venv}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return proc.stdout
+
+
+def test_make_repro_installs_the_project_without_its_dev_tools(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"  # a fresh clone: no venv, no stamp
+    repro = _dry_run("repro", venv)
+    pips = [line for line in repro.splitlines() if "pip install" in line]
+    assert len(pips) == 1 and pips[0].endswith(" -e ."), repro
+    test = _dry_run("test", venv)
+    pips = [line for line in test.splitlines() if "pip install" in line]
+    assert len(pips) == 1 and pips[0].endswith(" -e '.[dev]'"), test
+    assert "pytest" in test
+
+
+def test_the_full_install_also_satisfies_make_repro(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    makefile = (REPO / "Makefile").read_text()
+    full_install = makefile.split("$(STAMP): pyproject.toml constraints.txt\n")[1].split("\n\n")[0]
+    assert "touch $@ $(RUN_STAMP)" in full_install
+    # the stamps `make install` leaves (named as the Makefile names them), newer than the deps
+    deps = subprocess.run(
+        "cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1",
+        shell=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    for kind in ("dev", "run"):
+        (venv / f".installed-{kind}-{deps}").touch()
+    assert "pip install" not in _dry_run("repro", venv)
+    assert "pip install" not in _dry_run("test", venv)
+    # after `make repro` alone, `make test` adds the dev tools
+    (venv / f".installed-dev-{deps}").unlink()
+    assert "-e '.[dev]'" in _dry_run("test", venv)
+    assert "pip install" not in _dry_run("repro", venv)
