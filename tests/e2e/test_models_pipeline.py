@@ -125,27 +125,6 @@ def test_plots_diff_renders_offline(project: Path) -> None:
     assert "rev: HEAD" in dom and "rev: workspace" in dom
 
 
-def test_experiment_with_fewer_epochs_shows_in_metrics_diff(project: Path) -> None:
-    restore(project)
-    # up to the leaderboard: what follows it (package, style, report) has its own tests
-    proc = dvc(project, "exp", "run", "-S", "train.epochs=1", "leaderboard")
-    assert {"train@cnn_small", "evaluate@cnn_small", "leaderboard"} <= ran(proc)
-    assert "sample" not in ran(proc) and "augment" not in ran(proc)
-    params = json.loads(dvc(project, "params", "diff", "--json").stdout)
-    assert params["params.yaml"]["train.epochs"]["new"] == 1
-    # Whether a CNN's numbers move depends on its best epoch; what does not: every changed
-    # metric is a headline number named <model>.<split>.<metric> in that model's file.
-    diff = json.loads(dvc(project, "metrics", "diff", "--json").stdout)
-    for path, changes in diff.items():
-        for name in changes:
-            model, split, metric = name.split(".")
-            assert path == f"reports/evaluate/{model}/metrics.json"
-            assert split in {"val", "test"}
-            assert metric in {"accuracy", "balanced_accuracy", "macro_f1", "log_loss"}
-    dvc(project, "exp", "apply", "--help")  # the usual follow-ups exist
-    restore(project)
-
-
 def test_a_subset_of_models_trains_and_is_packaged(project: Path) -> None:
     """`train.models` may name any subset: package depends on the leaderboard's copy only."""
     restore(project)
