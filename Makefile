@@ -44,8 +44,12 @@ $(RUN_STAMP): pyproject.toml constraints.txt
 repro: install-run  ## run the whole DVC pipeline (offline, on the embedded sample by default)
 	$(BIN)/dvc repro
 
+# Two pytest-xdist workers: much of the suite waits on subprocesses and imports, so two
+# workers finish sooner even on two cores. Tests sharing an expensive fixture stay in one
+# worker (tests/conftest.py). TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 2
 test: install  ## the whole test suite (unit, data, model, service, e2e)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 BASE ?= main
 report: install-run  ## compare the workspace's experiment with BASE (a git revision): reports/pr/report.md

@@ -145,3 +145,34 @@ def run_on_two_cpus(body: str) -> Any:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# Parallel runs: `make test` runs pytest-xdist (`-n 2 --dist loadscope`). Its scopes are
+# coarsened here so that nothing expensive is built twice: the e2e modules that read the shared
+# tiny pipeline run (tests/e2e/conftest.py) are one scope, the service tier (one Bento built per
+# session) another, every other module a scope of its own (its module fixtures).
+SHARED_RUN = ("test_feature_store", "test_genre_periods", "test_models_pipeline", "test_pr_report")
+
+
+def scope_of(nodeid: str) -> str:
+    """The work unit a test belongs to in a parallel run (one worker runs a unit whole)."""
+    module = nodeid.split("::", 1)[0]  # tests/<tier>/<module>.py
+    parts = module.split("/")
+    if parts[1:2] == ["e2e"] and parts[-1].removesuffix(".py") in SHARED_RUN:
+        return "tests/e2e: the shared pipeline run"
+    if parts[1:2] == ["service"]:
+        return "tests/service"
+    return module
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: ignored without the plugin
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadscope":
+        return None  # xdist's own schedulers
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFixture(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scope_of(nodeid)
+
+    return ByFixture(config, log)
