@@ -125,6 +125,24 @@ def test_plots_diff_renders_offline(project: Path) -> None:
     assert "rev: HEAD" in dom and "rev: workspace" in dom
 
 
+def test_a_shared_train_param_changes_every_train_stage_and_nothing_upstream(
+    project: Path,
+) -> None:
+    """`-S train.epochs=...` retrains every model (README), and nothing before `train`: what
+    `dvc status` reports as changed, without running anything."""
+    restore(project)
+    try:
+        set_params(project, train__epochs=1)
+        status = json.loads(dvc(project, "status", "--json").stdout)
+        trains = {f"train@{m}" for m in train_models(project)}
+        # package also hashes params.yaml whole into its provenance: downstream, as it should be
+        assert set(status) == trains | {"package"}, status
+        changed = {"changed deps": {"params.yaml": {"train.epochs": "modified"}}}
+        assert all(status[t] == [changed] for t in trains), status
+    finally:
+        restore(project)
+
+
 def test_a_subset_of_models_trains_and_is_packaged(project: Path) -> None:
     """`train.models` may name any subset: package depends on the leaderboard's copy only."""
     restore(project)
