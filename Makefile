@@ -7,6 +7,7 @@ DEPS   := $(shell cat pyproject.toml constraints.txt 2>/dev/null | cksum | cut -
 STAMP  := $(VENV)/.installed-dev-$(DEPS)
 RUN_STAMP := $(VENV)/.installed-run-$(DEPS)
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
+NEW_VENV := test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 
 # Stage commands in dvc.yaml call `python`: make it the venv's, whatever the caller's PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -30,13 +31,13 @@ install-run: $(RUN_STAMP)  ## create .venv and install the project alone (pipeli
 # The full install satisfies both; the project alone skips the dev tools (pytest, mypy, ruff,
 # selenium, ...), which `make repro` does not need: a quicker first run.
 $(STAMP): pyproject.toml constraints.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(NEW_VENV)
 	$(PIP) -e '.[dev]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@ $(RUN_STAMP)
 
 $(RUN_STAMP): pyproject.toml constraints.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(NEW_VENV)
 	$(PIP) -e .
 	@rm -f $(VENV)/.installed-run-*
 	@touch $@
