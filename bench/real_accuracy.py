@@ -10,9 +10,10 @@ Everything reads the feature store, so each line costs seconds, not a trunk pass
   average, both, the statistics reduced with PCA;
 * the same with the augmented copies of ``data/processed/train`` added (do copies help a
   frozen-trunk head?);
-* ``--sizes 224 512``: the statistics recomputed at other input sizes (the painting's centre
+* ``--sizes 224 512 768``: the statistics recomputed at other input sizes (the painting's centre
   square at S px, as the pipeline's ``base.image_size=S`` feeds the model: with
-  ``ingest.max_side=512``, 512 is the paintings' own resolution), one trunk pass per painting
+  ``ingest.max_side=512``, 512 is about the paintings' own resolution, the square's side being
+  their shorter side, and 768 is upsampling), one trunk pass per painting
   and size (cached in ``--cache``), each with a paired bootstrap of its difference to the
   first size (the same test paintings, :func:`artist_id.uncertainty.paired_comparison`);
 * ``--curve``: a learning curve of that regression (a quarter, half, three quarters and all
@@ -24,7 +25,7 @@ Everything reads the feature store, so each line costs seconds, not a trunk pass
   three-class one).
 
 Test macro-F1 with a 95 % percentile bootstrap interval over test paintings (2,000 resamples,
-``scipy.stats.bootstrap``; a local helper until the evaluation module has one).
+:func:`artist_id.uncertainty.bootstrap_intervals`, the intervals the metrics files carry).
 
     .venv/bin/python bench/real_accuracy.py [--project .] [--models style_stats vgg16]
         [--artists "Edgar Degas" "Pablo Picasso" "Vincent van Gogh"] [--sizes 224 512]
@@ -43,7 +44,6 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 from scipy.optimize import curve_fit
-from scipy.stats import bootstrap
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
@@ -51,26 +51,14 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from artist_id.features import open_features
+from artist_id.uncertainty import bootstrap_intervals
 
 C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
 
 
-def macro_f1_interval(y: np.ndarray, pred: np.ndarray, n: int = 2000) -> tuple[float, float]:
-    """95 % percentile bootstrap interval of macro-F1 over the test images."""
-    result = bootstrap(
-        (np.arange(len(y)),),
-        lambda i: f1_score(y[i], pred[i], average="macro"),
-        n_resamples=n,
-        method="percentile",
-        random_state=0,
-        vectorized=False,
-    )
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
 def line(name: str, y: np.ndarray, pred: np.ndarray, val: float | None = None) -> None:
     f1 = f1_score(y, pred, average="macro")
-    low, high = macro_f1_interval(y, pred)
+    low, high = bootstrap_intervals(y, pred, metrics=("macro_f1",), n_resamples=2000)["macro_f1"]
     val_text = f"val {val:.3f}" if val is not None else " " * 9
     print(f"  {name:52s} {val_text}  test {f1:.3f} [{low:.3f}, {high:.3f}]", flush=True)
 
