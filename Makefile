@@ -19,7 +19,7 @@ export BENTOML_DO_NOT_TRACK := true
 export TF_CPP_MIN_LOG_LEVEL := 3
 export KERAS_BACKEND := tensorflow
 
-.PHONY: install install-run repro test lint format clean bento serve report plots-template params-format readme-dag
+.PHONY: install install-run repro test lint format clean bento serve report plots-template data-docs-assets params-format readme-dag
 
 BENTO_MODEL := models/bento/artist-id.tar
 GENRE_MODEL := models/bento/artist-id-genre.tar
@@ -82,10 +82,13 @@ params-format: install  ## rewrite params.yaml the way `dvc exp run -S` does (DV
 	$(BIN)/python -c "from dvc.utils.hydra import apply_overrides; apply_overrides('params.yaml', [])"
 
 readme-dag: install  ## put `dvc dag --md` (the pipeline as a Mermaid graph) into README.md
-	$(BIN)/python tools/readme_dag.py
+	$(BIN)/python -m tools.readme_dag
 
 plots-template: install  ## re-vendor vega/vega-lite/vega-embed into .dvc/plots/offline.html (needs npm)
-	$(BIN)/python tools/plots_template.py build
+	$(BIN)/python -m tools.plots_template build
+
+data-docs-assets: install  ## re-vendor what GX's Data Docs load from CDNs into src/artist_id/data_docs_assets (needs npm)
+	$(BIN)/python -m tools.data_docs_assets build
 
 clean:  ## remove caches (not the DVC cache)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -13,16 +13,16 @@ Run it only to change a version (it needs npm and the npm registry): `make plots
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import json
 import re
-import subprocess
 import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from tools import npm
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / ".dvc" / "plots" / "offline.html"
@@ -90,24 +90,9 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _npm(*args: str, cwd: Path) -> str:
-    try:
-        proc = subprocess.run(["npm", *args], cwd=cwd, check=True, capture_output=True, text=True)
-    except FileNotFoundError as exc:
-        raise SystemExit("npm is not installed: apt-get install -y npm") from exc
-    except subprocess.CalledProcessError as exc:
-        raise SystemExit(f"npm {' '.join(args)} failed:\n{exc.stderr}") from exc
-    return proc.stdout
-
-
 def _fetch(pkg: Package, work: Path) -> tuple[str, dict[str, object]]:
     """The bundle's text and package.json of ``pkg``, from a tarball matching its pin."""
-    out = json.loads(_npm("pack", f"{pkg.name}@{pkg.version}", "--json", cwd=work))
-    tarball = work / out[0]["filename"]
-    algo, _, expected = pkg.integrity.partition("-")
-    digest = base64.b64encode(hashlib.new(algo, tarball.read_bytes()).digest()).decode()
-    if digest != expected:
-        raise SystemExit(f"{tarball.name}: integrity {algo}-{digest} != pinned {pkg.integrity}")
+    tarball = npm.pack(pkg.name, pkg.version, pkg.integrity, work)
     with tarfile.open(tarball) as tar:
         bundle = tar.extractfile(f"package/{pkg.bundle}")
         manifest = tar.extractfile("package/package.json")
@@ -124,7 +109,7 @@ def _fetch(pkg: Package, work: Path) -> tuple[str, dict[str, object]]:
 
 def _licenses(work: Path) -> str:
     """Licence texts of the pinned packages and their runtime dependency tree."""
-    _npm(
+    npm.run(
         "install",
         "--no-save",
         "--no-package-lock",

@@ -16,13 +16,18 @@ exact-columns expectation reports the missing columns and the report lists them 
 
 GX runs in an ephemeral (in-memory) context: nothing is written to disk except the Data
 Docs site, and only when ``docs_dir`` is given. Great Expectations is imported lazily
-because importing it takes seconds.
+because importing it takes seconds. GX's pages load their scripts, styles and logo from CDNs;
+:func:`offline_data_docs` points them at copies inside the site, so they work offline.
 """
 
 from __future__ import annotations
 
+import importlib.resources
+import json
 import logging
 import os
+import re
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -701,6 +706,7 @@ def validate_dataset(
 
     if docs_dir is not None:
         context.build_data_docs(site_names=[site])
+        offline_data_docs(docs_dir)
         log.info("Data Docs written to %s", docs_dir / "index.html")
 
     failures.sort(key=Failure._sort_key)
@@ -710,3 +716,60 @@ def validate_dataset(
         evaluated=evaluated,
         skipped=sorted(skipped),
     )
+
+
+# The https URL of a script, stylesheet or image in a page or stylesheet GX wrote.
+_URL = re.compile(r"https://[^\s\"'()<>]+")
+VENDOR_DIR = Path("static") / "vendor"
+
+
+def offline_data_docs(docs_dir: Path) -> int:
+    """Point a GX Data Docs site at local copies of what its pages load from CDNs.
+
+    Copies the files vendored in ``artist_id/data_docs_assets`` (``tools/data_docs_assets.py``
+    writes them, with their licences, from pinned npm releases) into ``static/vendor/`` of the
+    site, and rewrites, in every ``.html`` and ``.css`` file of the site, each CDN URL its
+    ``manifest.json`` knows into a path relative to that file. GX's logo URLs go to the copy GX
+    already puts in ``static/images/``. Links a reader follows (``<a href>``) are not in the
+    manifest and stay. Returns the number of URLs rewritten; logs any loaded URL left (a GX
+    upgrade that adds an asset: ``make data-docs-assets`` then vendors it).
+    """
+    docs_dir = Path(docs_dir)
+    assets = importlib.resources.files("artist_id") / "data_docs_assets"
+    manifest = json.loads((assets / "manifest.json").read_text(encoding="utf-8"))
+    vendor = docs_dir / VENDOR_DIR
+    for local in [*manifest["files"], "THIRD_PARTY_LICENSES.txt"]:
+        (vendor / local).parent.mkdir(parents=True, exist_ok=True)
+        with importlib.resources.as_file(assets / local) as source:
+            shutil.copyfile(source, vendor / local)
+    targets = {url: VENDOR_DIR / local for url, local in manifest["urls"].items()}
+    targets.update({url: Path(inside) for url, inside in manifest["site"].items()})
+    rewritten = 0
+    left: set[str] = set()
+    for page in sorted(p for p in docs_dir.rglob("*") if p.suffix in (".html", ".css")):
+        if vendor in page.parents:
+            continue
+        up = Path(os.path.relpath(docs_dir, page.parent))
+
+        def local(match: re.Match[str], up: Path = up) -> str:
+            nonlocal rewritten
+            url = match.group(0)
+            target = targets.get(url.split("?", 1)[0])
+            if target is None:
+                if re.search(r"\.(js|css|png|svg|woff2?)$", url.split("?", 1)[0]):
+                    left.add(url)
+                return url
+            rewritten += 1
+            return (up / target).as_posix()
+
+        text = page.read_text(encoding="utf-8")
+        new = _URL.sub(local, text)
+        if new != text:
+            page.write_text(new, encoding="utf-8")
+    if left:
+        log.warning(
+            "Data Docs still load %d URL(s) from the network (not vendored): %s",
+            len(left),
+            ", ".join(sorted(left)),
+        )
+    return rewritten

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -360,6 +361,41 @@ def test_data_docs_are_written_into_docs_dir_only(
         assert suite in html
     assert list(cwd.iterdir()) == []  # no gx/ folder or anything else beside the docs
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "reports"]
+
+
+# What a page loads: scripts, stylesheets, images, and url(...) inside CSS.
+LOADED = re.compile(
+    r"""<(?:script|img)\b[^>]*\bsrc="([^"]+)"|<link\b[^>]*\bhref="([^"]+)"|url\('?([^')]+)'?\)"""
+)
+
+
+def test_data_docs_load_every_script_style_and_image_from_the_site(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    artists = make_artists()
+    _bad_years(artists, make_manifest())
+    run(artists, docs_dir=docs)
+    pages = [p for p in docs.rglob("*") if p.suffix in (".html", ".css")]
+    pages = [p for p in pages if "vendor" not in p.relative_to(docs).parts]
+    assert len(pages) >= 10  # index, 4 suites, 4 validation results, GX's stylesheets
+    seen = set()
+    for page in pages:
+        for groups in LOADED.findall(page.read_text(encoding="utf-8")):
+            ref = next(g for g in groups if g)
+            if ref.startswith(("data:", "#")) or ref.endswith("favicon.ico"):
+                continue  # GX's own favicon link is one level short on validation pages
+            assert not re.match(r"(https?:)?//", ref), f"{page.name} loads {ref}"
+            target = (page.parent / ref.split("?")[0].split("#")[0]).resolve()
+            assert target.is_file(), f"{page.name}: {ref} is not a file of the site"
+            seen.add(target.relative_to(docs.resolve()).as_posix())
+    assert {
+        "static/vendor/jquery-3.7.1/jquery.min.js",
+        "static/vendor/bootstrap-table-1.19.1/bootstrap-table.min.js",
+        "static/vendor/bootstrap-4.3.1/css/bootstrap.min.css",
+        "static/images/logo-long.png",
+    } <= seen
+    assert (docs / "static/vendor/THIRD_PARTY_LICENSES.txt").is_file()
+    # links a reader follows are left alone
+    assert 'href="https://greatexpectations.io"' in (docs / "index.html").read_text("utf-8")
 
 
 def test_to_json_is_deterministic(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Pages a user opens must work offline: DVC's plots page (our template) in headless Chromium.
+"""Pages a user opens must work offline, in headless Chromium: DVC's plots page (our template)
+and Great Expectations' Data Docs (pointed at vendored copies of what they load from CDNs).
 
 The pipeline's own plots are checked in test_models_pipeline.py; here a two-file project
 checks the template itself, fast, and that the browser harness really sees the network.
@@ -7,15 +8,18 @@ checks the template itself, fast, and that the browser harness really sees the n
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from tools import plots_template
+from tools import data_docs_assets, plots_template
 
+from artist_id.expectations import validate_dataset
 from tests import browser
 from tests.conftest import REPO
+from tests.data.test_expectations import PARAMS, make_artists, make_manifest
 from tests.e2e.project import git
 
 pytestmark = [pytest.mark.e2e]
@@ -94,3 +98,43 @@ def test_plots_show_draws_a_confusion_matrix_and_a_curve_offline(tmp_path: Path)
     ]
     kinds = {kind for kind, _ in browser.svg_marks(page.dom, "loss_tsv")}
     assert "line mark" in kinds
+
+
+def test_vendored_data_docs_assets_match_their_manifest_and_cover_gx(tmp_path: Path) -> None:
+    assert data_docs_assets.check() == []
+    manifest = json.loads(data_docs_assets.MANIFEST.read_text(encoding="utf-8"))
+    assert manifest["urls"]["https://code.jquery.com/jquery-3.7.1.min.js"] == (
+        "jquery-3.7.1/jquery.min.js"
+    )
+    licences = data_docs_assets.LICENSES.read_text(encoding="utf-8")
+    for name in ("jquery 3.7.1", "bootstrap 4.3.1", "bootstrap-table 1.19.1", "popper.js 1.12.9"):
+        assert f"\n{name}  (" in licences
+    copy = tmp_path / "assets"
+    shutil.copytree(data_docs_assets.ASSETS, copy)
+    js = copy / "jquery-3.7.1" / "jquery.min.js"
+    js.write_bytes(js.read_bytes() + b";")
+    edited = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
+    del edited["urls"]["https://code.jquery.com/jquery-3.7.1.min.js"]
+    (copy / "manifest.json").write_text(json.dumps(edited), encoding="utf-8")
+    assert data_docs_assets.check(copy) == [
+        "jquery-3.7.1/jquery.min.js does not match its recorded sha256",
+        "GX's templates load https://code.jquery.com/jquery-3.7.1.min.js, which is not vendored",
+    ]
+
+
+def test_data_docs_draw_their_tables_offline(tmp_path: Path) -> None:
+    docs = tmp_path / "data_docs"
+    artists = make_artists()
+    artists.loc[0, "years"] = "sometime"  # one failed expectation, so a page shows a failure
+    report = validate_dataset(artists, make_manifest(), PARAMS, docs_dir=docs)
+    assert not report.success
+    index = browser.render((docs / "index.html").as_uri(), screenshot="data-docs-index.png")
+    assert index.requests == []
+    # bootstrap-table (jQuery, Bootstrap) drew the index: four validation results, four suites
+    assert index.dom.count('class="bootstrap-table') == 2
+    assert "Showing 1 to 4 of 4 rows" in index.dom
+    (result,) = (docs / "validations" / "artists").rglob("*.html")
+    shown = browser.render(result.as_uri(), screenshot="data-docs-artists.png")
+    assert shown.requests == []
+    assert 'class="bootstrap-table' in shown.dom
+    assert "Failed" in shown.dom and "sometime" in shown.dom

@@ -48,8 +48,28 @@ def test_stage_lists_every_code_file_it_imports(name: str) -> None:
     assert f"stages/{name}.py" in deps
     missing = closure(REPO / "stages" / f"{name}.py") - deps
     assert not missing, f"{name}: dvc.yaml deps lack {sorted(missing)}"
-    stale = {d for d in deps if d.startswith("src/")} - closure(REPO / "stages" / f"{name}.py")
+    code = {d for d in deps if d.startswith("src/") and d.endswith(".py")}
+    stale = code - closure(REPO / "stages" / f"{name}.py")
     assert not stale, f"{name}: dvc.yaml lists code the stage does not import: {sorted(stale)}"
+    data = {d for d in deps if d.startswith("src/") and not d.endswith(".py")}
+    needed = package_data(closure(REPO / "stages" / f"{name}.py"))
+    assert data == needed, f"{name}: package data deps {sorted(data)}, code reads {sorted(needed)}"
+
+
+def package_data(files: set[str]) -> set[str]:
+    """Folders of src/artist_id/ (not packages) that these modules name in a string literal:
+    data the code reads through importlib.resources, which changes the stage's output."""
+    folders = {
+        p.name
+        for p in (REPO / "src" / "artist_id").iterdir()
+        if p.is_dir() and not (p / "__init__.py").exists() and not p.name.startswith(("_", "."))
+    }
+    found = set()
+    for file in files:
+        for node in ast.walk(ast.parse((REPO / file).read_text())):
+            if isinstance(node, ast.Constant) and node.value in folders:
+                found.add(f"src/artist_id/{node.value}")
+    return found
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))

@@ -1,0 +1,1 @@
+"""Maintainer tools: vendoring and generated README parts (run as ``python -m tools.<name>``)."""
