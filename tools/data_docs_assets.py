@@ -16,7 +16,6 @@ manifest covers every CDN URL GX's templates contain.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import re
@@ -27,7 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools import npm, plots_template
+from tools import plots_template, vendor
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "src" / "artist_id" / "data_docs_assets"
@@ -211,7 +210,7 @@ def build() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for pkg in PACKAGES:
-            tarball = npm.pack(pkg.name, pkg.version, pkg.integrity, work)
+            tarball = vendor.pack(pkg.name, pkg.version, pkg.integrity, work)
             with tarfile.open(tarball) as tar:
                 meta = json.loads(_read(tar, "package.json"))
                 for inner, cdn_urls in pkg.files:
@@ -282,15 +281,8 @@ def check(assets: Path = ASSETS) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["build", "check"])
-    args = parser.parse_args(argv)
-    if args.command == "build":
-        build()
-    problems = check()
-    for p in problems:
-        print(f"{ASSETS.relative_to(ROOT)}: {p}", file=sys.stderr)
-    return 1 if problems else 0
+    label = str(ASSETS.relative_to(ROOT))
+    return vendor.main(argv, __doc__.splitlines()[0], build, check, label)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Run it only to change a version (it needs npm and the npm registry): `make plots
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import re
@@ -22,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools import npm
+from tools import vendor
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / ".dvc" / "plots" / "offline.html"
@@ -92,7 +91,7 @@ def _sha256(text: str) -> str:
 
 def _fetch(pkg: Package, work: Path) -> tuple[str, dict[str, object]]:
     """The bundle's text and package.json of ``pkg``, from a tarball matching its pin."""
-    tarball = npm.pack(pkg.name, pkg.version, pkg.integrity, work)
+    tarball = vendor.pack(pkg.name, pkg.version, pkg.integrity, work)
     with tarfile.open(tarball) as tar:
         bundle = tar.extractfile(f"package/{pkg.bundle}")
         manifest = tar.extractfile("package/package.json")
@@ -109,7 +108,7 @@ def _fetch(pkg: Package, work: Path) -> tuple[str, dict[str, object]]:
 
 def _licenses(work: Path) -> str:
     """Licence texts of the pinned packages and their runtime dependency tree."""
-    npm.run(
+    vendor.run(
         "install",
         "--no-save",
         "--no-package-lock",
@@ -218,15 +217,8 @@ def check(path: Path = TEMPLATE) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["build", "check"])
-    args = parser.parse_args(argv)
-    if args.command == "build":
-        build()
-    problems = check()
-    for p in problems:
-        print(f"{TEMPLATE.relative_to(ROOT)}: {p}", file=sys.stderr)
-    return 1 if problems else 0
+    label = str(TEMPLATE.relative_to(ROOT))
+    return vendor.main(argv, __doc__.splitlines()[0], build, check, label)
 
 
 if __name__ == "__main__":

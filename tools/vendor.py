@@ -1,11 +1,15 @@
-"""npm for the vendoring tools: exact releases from the registry, checked against their pins."""
+"""Shared by the vendoring tools: exact npm releases checked against their pins, and the
+command line (``build`` re-vendors, then both ``build`` and ``check`` check)."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 import json
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -29,3 +33,22 @@ def pack(name: str, version: str, integrity: str, work: Path) -> Path:
     if digest != expected:
         raise SystemExit(f"{tarball.name}: integrity {algo}-{digest} != pinned {integrity}")
     return tarball
+
+
+def main(
+    argv: list[str] | None,
+    description: str,
+    build: Callable[[], None],
+    check: Callable[[], list[str]],
+    label: str,
+) -> int:
+    """``build`` (then check) or ``check``: the problems on stderr, exit status 1 if any."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("command", choices=["build", "check"])
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        build()
+    problems = check()
+    for p in problems:
+        print(f"{label}: {p}", file=sys.stderr)
+    return 1 if problems else 0
