@@ -189,7 +189,7 @@ def _sha256(data: bytes) -> str:
 
 
 def _local_name(pkg: Package, inner: str) -> str:
-    """``vendor/<package>-<version>/<path in the tarball>`` without ``dist/`` / ``build/``."""
+    """``<package>-<version>/<path in the tarball>``, without ``dist/`` or ``build/``."""
     short = re.sub(r"^(dist|build)/", "", inner)
     return f"{pkg.name.replace('@', '').replace('/', '-')}-{pkg.version}/{short}"
 

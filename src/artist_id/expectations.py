@@ -756,7 +756,7 @@ def offline_data_docs(docs_dir: Path) -> int:
             url = match.group(0)
             target = targets.get(url.split("?", 1)[0])
             if target is None:
-                if re.search(r"\.(js|css|png|svg|woff2?)$", url.split("?", 1)[0]):
+                if re.search(r"\.(js|css|png|svg|woff2?)$|/npm/[\w@./-]+@\d+$", url.split("?")[0]):
                     left.add(url)
                 return url
             rewritten += 1
