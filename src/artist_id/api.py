@@ -18,7 +18,9 @@ the HTTP behaviour can be read, tested and kept when BentoML changes:
   ``top_k`` only as a checked integer. So BentoML's parser never sees a URL in a file field
   (which it would download), malformed multipart (which it answers with a 500), a pickle body
   or a raw image (which it cannot take), and the BentoML client, ``curl -F`` and a raw
-  ``--data-binary`` upload all reach the same API method.
+  ``--data-binary`` upload all reach the same API method. An upload not answered within
+  ``request_timeout_s`` of its arrival (an overloaded server) gets a 504 in this API's form,
+  just before BentoML's own traffic timeout would answer in its form.
 - **The docs**: :func:`openapi_document` (OpenAPI 3.1, the error contract included) and a
   Swagger UI page that loads only this server's files.
 """
@@ -86,6 +88,7 @@ ERRORS: Mapping[str, tuple[int, str]] = {
     "internal_error": (500, "an unexpected error; see the server log"),
     "not_ready": (503, "the service is starting"),
     "explain_timeout": (504, "the explanation took longer than its timeout"),
+    "processing_timeout": (504, "no answer within the request timeout (server overloaded)"),
 }
 """Every error code the service answers, with its HTTP status and meaning."""
 
@@ -298,7 +301,7 @@ class UploadEndpoint:
     batch: bool  # several images (up to Limits.max_images) or exactly one
     summary: str
     response: type[BaseModel] = Answer
-    extra_statuses: tuple[int, ...] = ()  # error statuses beyond those of every upload route
+    own_errors: tuple[str, ...] = ()  # error codes only this route answers
 
 
 PREDICT = UploadEndpoint("/predict", "image", False, "Which artist painted this image?")
@@ -312,7 +315,7 @@ EXPLAIN = UploadEndpoint(
     "The answer of /predict plus a heat map of where the model looked (JSON with a base64 "
     "PNG, or the PNG itself with Accept: image/png)",
     ExplainedAnswer,
-    (504,),
+    ("explain_timeout",),
 )
 UPLOAD_ENDPOINTS: tuple[UploadEndpoint, ...] = (PREDICT, PREDICT_BATCH, EXPLAIN)
 
@@ -326,6 +329,9 @@ class GuardSettings:
     max_images: int = 16
     max_top_k: int = 0  # the number of classes; 0 until configured
     max_concurrency: int = MAX_CONCURRENCY
+    # An upload route's whole request, from its arrival: past this, 504 processing_timeout
+    # (the service sets it just below BentoML's traffic timeout, whose 504 is not this form).
+    request_timeout_s: float = 58.0
 
     @property
     def ready(self) -> bool:
@@ -635,6 +641,7 @@ class RequestGuard:
         self, endpoint: UploadEndpoint, scope: Scope, receive: Receive, send: Send
     ) -> None:
         settings = self.settings
+        arrived = anyio.current_time()
         if scope["method"] != "POST":
             response = error_response("method_not_allowed", f"{endpoint.path} takes POST")
             response.headers["Allow"] = "POST"
@@ -670,7 +677,7 @@ class RequestGuard:
                 return
             self.in_flight += 1
             try:
-                await self._forward(endpoint, upload, scope, receive, send)
+                await self._answer_in_time(endpoint, upload, arrived, scope, receive, send)
             finally:
                 self.in_flight -= 1
         finally:
@@ -747,6 +754,48 @@ class RequestGuard:
             upload.close()
             raise
         return upload
+
+    async def _answer_in_time(
+        self,
+        endpoint: UploadEndpoint,
+        upload: Upload,
+        arrived: float,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Forward; if the app has not begun its answer ``request_timeout_s`` after the request
+        arrived, cancel it and answer 504 ``processing_timeout`` (an answer already begun is
+        never cut: like BentoML's own timeout, the deadline is to the first byte)."""
+        limit = self.settings.request_timeout_s
+        started = False
+        timed_out = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        async with anyio.create_task_group() as group:
+
+            async def watchdog() -> None:
+                nonlocal timed_out
+                await anyio.sleep(max(0.0, arrived + limit - anyio.current_time()))
+                if not started:
+                    timed_out = True
+                    group.cancel_scope.cancel()
+
+            group.start_soon(watchdog)
+            await self._forward(endpoint, upload, scope, receive, watched_send)
+            group.cancel_scope.cancel()  # answered: stop the watchdog
+        if timed_out:
+            log.warning("%s: no answer within %g s: 504", endpoint.path, limit)
+            await error_response(
+                "processing_timeout",
+                f"no answer within {limit:g} s of the request: the server is overloaded; "
+                "retry later",
+            )(scope, receive, send)
 
     async def _forward(
         self, endpoint: UploadEndpoint, upload: Upload, scope: Scope, receive: Receive, send: Send
@@ -832,10 +881,16 @@ def _schemas() -> dict[str, Any]:
     return schemas
 
 
-def _error_responses(statuses: list[int]) -> dict[str, Any]:
+def _error_responses(statuses: list[int], own: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The error responses of these statuses: every route's codes, plus ``own``."""
+    routes_own = {code for ep in UPLOAD_ENDPOINTS for code in ep.own_errors}
     out = {}
     for status in statuses:
-        codes = sorted(code for code, (s, _) in ERRORS.items() if s == status)
+        codes = sorted(
+            code
+            for code, (s, _) in ERRORS.items()
+            if s == status and (code not in routes_own or code in own)
+        )
         lines = "; ".join(f"`{c}`: {ERRORS[c][1]}" for c in codes)
         example = {"error": codes[0], "detail": ERRORS[codes[0]][1]}
         out[str(status)] = {
@@ -860,10 +915,10 @@ def openapi_document(
         "maximum": max(settings.max_top_k, 1),
         "description": "number of artists in top_k (default: the packaged value)",
     }
-    upload_statuses = [400, 405, 408, 413, 415, 422, 429, 500, 503]
+    upload_statuses = [400, 405, 408, 413, 415, 422, 429, 500, 503, 504]
     paths: dict[str, Any] = {}
     for ep in UPLOAD_ENDPOINTS:
-        upload_errors = _error_responses(sorted({*upload_statuses, *ep.extra_statuses}))
+        upload_errors = _error_responses(upload_statuses, ep.own_errors)
         files: dict[str, Any] = _binary("the image (JPEG, PNG or WEBP); a URL is refused")
         if ep.batch:
             files = {"type": "array", "items": files, "minItems": 1}

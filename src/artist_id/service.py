@@ -63,6 +63,8 @@ MAX_BATCH = 32  # images per model call after adaptive batching
 EXPLAIN_MAX_BATCH = 4  # images per explainer call after adaptive batching
 EXPLAIN_THREADS = 1  # CPU threads of the explainer's TensorFlow: the other cores stay free
 REQUEST_TIMEOUT_S = 60  # BentoML's traffic timeout: the whole request, body included (504)
+# The guard answers an unanswered upload this much sooner, in the API's error form (W8).
+REQUEST_TIMEOUT_MARGIN_S = 2
 # Benchmark baseline only: decode uploads at full size with no pixel budget (bench/uploads.py).
 FULL_DECODE = os.environ.get("ARTIST_ID_FULL_DECODE") == "1"
 
@@ -102,9 +104,15 @@ TopK = Annotated[
 #     artist_id.api serves `/docs`, `/docs.json` and `/` (mounted routes are matched before
 #     BentoML's own), reusing the Swagger UI files BentoML bundles under /static_content/.
 #     Tests: test_the_docs_page_loads_nothing_from_another_host, test_a_browser_renders_...
+# W8. The traffic timeout answers 504 in BentoML's own form (`{"error": "Not able to process
+#     the request in 60 seconds"}`, no `detail`, no code; TimeoutMiddleware, no upstream issue
+#     found), outside every middleware of the service. -> The guard answers an upload not
+#     begun `REQUEST_TIMEOUT_MARGIN_S` before it with 504 `processing_timeout` in the API's
+#     form (GuardSettings.request_timeout_s).
+#     Tests: test_an_answer_past_the_request_timeout_is_a_504_in_the_error_form (unit, fake app).
 
 RUNNER_CONNECTION = {"max_requests": 2**31 - 1, "max_age": 10.0**9}  # W4
-GUARD = api.GuardSettings()  # W1-W3: filled from the packaged limits by ArtistID.__init__
+GUARD = api.GuardSettings()  # W1-W3, W8: filled from the packaged limits by ArtistID.__init__
 
 
 async def call_model(service: Any, batch: np.ndarray) -> np.ndarray:  # W5
@@ -280,6 +288,7 @@ class ArtistID(Predictor):
         limits = meta.limits
         GUARD.max_request_bytes = limits.max_request_bytes
         GUARD.read_timeout_s = limits.read_timeout_s
+        GUARD.request_timeout_s = REQUEST_TIMEOUT_S - REQUEST_TIMEOUT_MARGIN_S
         GUARD.max_images = limits.max_images
         GUARD.max_top_k = len(meta.classes)
         log.info(

@@ -229,6 +229,33 @@ def test_docs_routes_in_process(client: Any) -> None:
     assert "/predict" in {r["route"] for r in client.get("/schema.json").json()["routes"]}
 
 
+def test_the_guard_answers_before_bentomls_traffic_timeout(client: Any) -> None:
+    """W8: an overloaded upload gets the API's 504 before BentoML's, which is not its form."""
+    from artist_id import service
+
+    entry: Any = service.ArtistID
+    traffic_timeout = entry.config["traffic"]["timeout"]
+    assert 0 < service.GUARD.request_timeout_s < traffic_timeout
+    assert service.GUARD.request_timeout_s == traffic_timeout - service.REQUEST_TIMEOUT_MARGIN_S
+    assert client.get("/readyz").status_code == 200  # the guard was configured by the service
+
+
+def test_an_upload_past_the_request_timeout_gets_the_api_504_and_the_next_is_answered(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from artist_id import service
+
+    data = good_inputs()["jpeg"]
+    monkeypatch.setattr(service.GUARD, "request_timeout_s", 0.0)  # every answer is too late
+    for path in ("/predict", "/explain"):
+        r = post(client, path, **form(data))
+        assert r.status_code == 504, r.text
+        assert r.json()["error"] == "processing_timeout"
+        assert set(r.json()) == {"error", "detail"}
+    monkeypatch.undo()
+    assert post(client, "/predict", **form(data)).status_code == 200
+
+
 def test_health(client: Any) -> None:
     assert client.get("/livez").status_code == 200
     assert client.get("/readyz").status_code == 200

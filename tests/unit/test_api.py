@@ -46,8 +46,10 @@ def call(
     query: bytes = b"",
     method: str = "POST",
     stall: float | None = None,
+    chunk_delay: float = 0.0,
 ) -> tuple[int, dict[str, str], bytes]:
-    """Run one request through the guard; ``stall`` waits that long instead of ending the body."""
+    """Run one request through the guard; ``stall`` waits that long instead of ending the body,
+    ``chunk_delay`` before each chunk of it."""
     chunks = [body] if isinstance(body, bytes) else body
     headers = [(b"content-type", content_type.encode())] if content_type is not None else []
     scope = {"type": "http", "method": method, "path": path, "query_string": query}
@@ -56,6 +58,7 @@ def call(
 
     async def receive() -> Message:
         if chunks:
+            await anyio.sleep(chunk_delay)
             chunk = chunks.pop(0)
             return {"type": "http.request", "body": chunk, "more_body": bool(chunks) or bool(stall)}
         if stall:
@@ -188,6 +191,60 @@ def test_a_stalled_body_gets_408_and_never_reaches_the_app() -> None:
     assert guard.in_flight == 0
 
 
+class Slow:
+    """An ASGI app that reads the body, then waits ``delay`` s before it answers 200, or
+    answers its first byte at once and the rest after ``delay`` (``stream``)."""
+
+    def __init__(self, delay: float, stream: bool = False) -> None:
+        self.delay = delay
+        self.stream = stream
+        self.cancelled = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        try:
+            if self.stream:
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                await send({"type": "http.response.body", "body": b"[", "more_body": True})
+            await anyio.sleep(self.delay)
+        except anyio.get_cancelled_exc_class():
+            self.cancelled = True
+            raise
+        if not self.stream:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"]" if self.stream else b"{}"})
+
+
+def test_an_answer_past_the_request_timeout_is_a_504_in_the_error_form() -> None:
+    app = Slow(delay=5.0)
+    guard = api.RequestGuard(app, settings(request_timeout_s=0.3))
+    status, _, out = call(guard, b"img", "image/png")
+    assert status == 504 and app.cancelled
+    assert json.loads(out) == {
+        "error": "processing_timeout",
+        "detail": "no answer within 0.3 s of the request: the server is overloaded; retry later",
+    }
+    assert guard.in_flight == 0
+
+
+def test_the_request_timeout_counts_from_arrival_and_never_cuts_a_begun_answer() -> None:
+    # in time: answered after 0.1 s of a 2 s limit
+    assert (
+        call(api.RequestGuard(Slow(0.1), settings(request_timeout_s=2.0)), b"i", "image/png")[0]
+        == 200
+    )
+    # the body took 0.4 s of a 0.6 s limit, so the app's 0.3 s (alone in time) is too late
+    app = Slow(0.3)
+    guard = api.RequestGuard(app, settings(request_timeout_s=0.6))
+    assert call(guard, [b"a", b"b", b"c", b"d"], "image/png", chunk_delay=0.1)[0] == 504
+    assert app.cancelled
+    # an answer begun in time is finished, however long its rest takes
+    app = Slow(1.0, stream=True)
+    status, _, out = call(api.RequestGuard(app, settings(request_timeout_s=0.5)), b"i", "image/png")
+    assert (status, out, app.cancelled) == (200, b"[]", False)
+
+
 def test_a_body_over_the_cap_in_chunks_is_cut_off() -> None:
     app = Recorder()
     status, _, out = call(api.RequestGuard(app, settings()), [b"x" * 4000] * 3, "image/jpeg")
@@ -248,6 +305,18 @@ def test_the_openapi_document_is_valid_openapi_3_1() -> None:
     assert {"/predict", "/predict_batch", "/metadata"} <= set(doc["paths"])
     error_schema = doc["components"]["schemas"]["ErrorBody"]
     assert set(error_schema["properties"]["error"]["enum"]) == set(api.ERRORS)
+
+
+def test_each_upload_route_documents_its_own_504_codes() -> None:
+    doc = api.openapi_document(settings(), title="t", version="v", description="d")
+    for path, codes in (
+        ("/predict", ["processing_timeout"]),
+        ("/predict_batch", ["processing_timeout"]),
+        ("/explain", ["explain_timeout", "processing_timeout"]),
+    ):
+        timeout = doc["paths"][path]["post"]["responses"]["504"]
+        assert timeout["description"] == "; ".join(f"`{c}`: {api.ERRORS[c][1]}" for c in codes)
+        assert timeout["content"]["application/json"]["example"]["error"] == codes[0]
 
 
 def test_an_early_refusal_reads_a_small_rest_of_the_body_and_keeps_the_connection() -> None:
