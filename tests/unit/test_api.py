@@ -245,6 +245,14 @@ def test_the_request_timeout_counts_from_arrival_and_never_cuts_a_begun_answer()
     assert (status, out, app.cancelled) == (200, b"[]", False)
 
 
+def test_an_app_error_passes_the_deadline_as_it_is() -> None:
+    async def broken(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("model crashed")
+
+    with pytest.raises(RuntimeError, match="model crashed"):  # not an exception group
+        call(api.RequestGuard(broken, settings(request_timeout_s=5.0)), b"img", "image/png")
+
+
 def test_a_body_over_the_cap_in_chunks_is_cut_off() -> None:
     app = Recorder()
     status, _, out = call(api.RequestGuard(app, settings()), [b"x" * 4000] * 3, "image/jpeg")
