@@ -26,6 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from artist_id.expectations import URL, is_loaded_asset
 from tools import plots_template, vendor
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,8 +182,6 @@ LOGOS = {
     ),
 }
 
-CDN_URL = re.compile(r"https://[^\s\"'()<>]+")
-
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -248,17 +247,14 @@ def gx_template_urls() -> set[str]:
     view = Path(great_expectations.__file__).parent / "render" / "view"
     found: set[str] = set()
     for path in [*view.glob("templates/*.j2"), *view.glob("static/styles/*.css")]:
-        found.update(CDN_URL.findall(path.read_text("utf-8")))
+        found.update(URL.findall(path.read_text("utf-8")))
     return found
 
 
 def loaded_urls(urls: set[str]) -> set[str]:
     """The URLs a page *loads* (scripts, styles, images), not links a reader may follow."""
-    return {
-        u.split("?", 1)[0]
-        for u in urls
-        if re.search(r"\.(js|css|png|svg|woff2?)(\?|$)|/npm/[\w@./-]+@\d+$", u)
-    }
+    bases = {u.split("?", 1)[0] for u in urls}
+    return {u for u in bases if is_loaded_asset(u)}
 
 
 def check(assets: Path = ASSETS) -> list[str]:

@@ -718,9 +718,15 @@ def validate_dataset(
     )
 
 
-# The https URL of a script, stylesheet or image in a page or stylesheet GX wrote.
-_URL = re.compile(r"https://[^\s\"'()<>]+")
+# An https URL in a page or stylesheet GX wrote (a link, or a script, stylesheet or image).
+URL = re.compile(r"https://[^\s\"'()<>]+")
 VENDOR_DIR = Path("static") / "vendor"
+
+
+def is_loaded_asset(url: str) -> bool:
+    """Whether a page *loads* this URL (query removed): a script, stylesheet, image or font,
+    or an npm package by major version (``.../npm/vega@5``); not a link a reader follows."""
+    return bool(re.search(r"\.(js|css|png|svg|woff2?)$|/npm/[\w@./-]+@\d+$", url))
 
 
 def offline_data_docs(docs_dir: Path) -> int:
@@ -754,16 +760,17 @@ def offline_data_docs(docs_dir: Path) -> int:
         def local(match: re.Match[str], up: Path = up) -> str:
             nonlocal rewritten
             url = match.group(0)
-            target = targets.get(url.split("?", 1)[0])
+            base = url.split("?", 1)[0]
+            target = targets.get(base)
             if target is None:
-                if re.search(r"\.(js|css|png|svg|woff2?)$|/npm/[\w@./-]+@\d+$", url.split("?")[0]):
+                if is_loaded_asset(base):
                     left.add(url)
                 return url
             rewritten += 1
             return (up / target).as_posix()
 
         text = page.read_text(encoding="utf-8")
-        new = _URL.sub(local, text)
+        new = URL.sub(local, text)
         if new != text:
             page.write_text(new, encoding="utf-8")
     if left:

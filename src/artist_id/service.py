@@ -109,7 +109,8 @@ TopK = Annotated[
 #     found), outside every middleware of the service. -> The guard answers an upload not
 #     begun `REQUEST_TIMEOUT_MARGIN_S` before it with 504 `processing_timeout` in the API's
 #     form (GuardSettings.request_timeout_s).
-#     Tests: test_an_answer_past_the_request_timeout_is_a_504_in_the_error_form (unit, fake app).
+#     Tests: test_an_answer_past_the_request_timeout_is_a_504_in_the_error_form (fake app),
+#     test_an_upload_past_the_request_timeout_gets_the_api_504_and_the_next_is_answered.
 
 RUNNER_CONNECTION = {"max_requests": 2**31 - 1, "max_age": 10.0**9}  # W4
 GUARD = api.GuardSettings()  # W1-W3, W8: filled from the packaged limits by ArtistID.__init__

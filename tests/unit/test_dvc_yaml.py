@@ -46,13 +46,14 @@ def test_stage_lists_every_code_file_it_imports(name: str) -> None:
     assert stage["cmd"].startswith(f"python -m stages.{name}")
     deps = set(stage["deps"])
     assert f"stages/{name}.py" in deps
-    missing = closure(REPO / "stages" / f"{name}.py") - deps
+    imported = closure(REPO / "stages" / f"{name}.py")
+    missing = imported - deps
     assert not missing, f"{name}: dvc.yaml deps lack {sorted(missing)}"
     code = {d for d in deps if d.startswith("src/") and d.endswith(".py")}
-    stale = code - closure(REPO / "stages" / f"{name}.py")
+    stale = code - imported
     assert not stale, f"{name}: dvc.yaml lists code the stage does not import: {sorted(stale)}"
     data = {d for d in deps if d.startswith("src/") and not d.endswith(".py")}
-    needed = package_data(closure(REPO / "stages" / f"{name}.py"))
+    needed = package_data(imported)
     assert data == needed, f"{name}: package data deps {sorted(data)}, code reads {sorted(needed)}"
 
 
