@@ -120,6 +120,9 @@ class ModelParams:
     # optimizer lbfgs (style_stats, linear head): scikit-learn's logistic regression fits the
     # head once per inverse L2 strength C here; the best on validation macro-F1 is kept
     c: tuple[float, ...] = ()
+    # VGG16 layers whose channel covariance is added to the statistics (upper triangle, signed
+    # square root: c (c + 1) / 2 numbers per layer); () for none
+    covariance: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -560,15 +563,24 @@ def _check_model(name: str, mp: ModelParams, default_epochs: int) -> None:
         )
     if name != "style_stats":
         need(mp.optimizer != "lbfgs", "optimizer: lbfgs is for style_stats' linear head only")
-        for field_name, unset in (("layers", ()), ("image_size", None), ("l2", 0.0), ("c", ())):
+        for field_name, unset in (
+            ("layers", ()),
+            ("image_size", None),
+            ("l2", 0.0),
+            ("c", ()),
+            ("covariance", ()),
+        ):
             need(
                 getattr(mp, field_name) == unset,
                 f"{field_name} is a style_stats setting; {name} does not use it",
             )
         return
-    unknown = [n for n in mp.layers if n not in VGG16_LAYER_NAMES]
-    need(not unknown, f"layers: {unknown} are not VGG16 layers (e.g. block1_conv2, block5_conv3)")
-    need(len(set(mp.layers)) == len(mp.layers), f"layers repeat a name: {list(mp.layers)}")
+    for what, names in (("layers", mp.layers), ("covariance", mp.covariance)):
+        unknown = [n for n in names if n not in VGG16_LAYER_NAMES]
+        need(
+            not unknown, f"{what}: {unknown} are not VGG16 layers (e.g. block1_conv2, block5_conv3)"
+        )
+        need(len(set(names)) == len(names), f"{what} repeat a name: {list(names)}")
     need(
         mp.image_size is None or mp.image_size >= 32,
         "image_size must be >= 32 (or null for base.image_size)",

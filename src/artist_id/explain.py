@@ -9,14 +9,16 @@
   ``conv5_block3_out``). Channel weights are the spatial mean of the gradient of the class
   score (the logit, before the softmax saturates) with respect to that layer's output.
 - ``style_stats``, whose head sees only the per-channel mean and standard deviation of several
-  VGG16 layers (:class:`artist_id.models.ChannelStats`): Grad-CAM's channel weights would lose
-  the standard deviations (the gradient of a std with respect to the feature map sums to zero
-  over positions), so the map is the gradient times the activation, summed over the channels,
-  at each tapped layer (HiResCAM, Draelos & Carin, 2020): summed over the positions it gives
-  back the class score's dependence on that layer's means and standard deviations (exactly,
-  for a linear head). Every tap gets a map; the one shown is the
-  tap whose statistics add most to the class score, measured by replacing that tap's
-  statistics with their training mean (the head's ``Normalization`` layer holds it).
+  VGG16 layers (:class:`artist_id.models.ChannelStats`; with ``covariance``, also the channel
+  covariance of some, :class:`artist_id.models.ChannelCovariance`): Grad-CAM's channel
+  weights would lose the standard deviations (the gradient of a std with respect to the
+  feature map sums to zero over positions), so the map is the gradient times the activation,
+  summed over the channels, at each tapped layer (HiResCAM, Draelos & Carin, 2020): summed
+  over the positions it gives back the class score's dependence on that layer's means and
+  standard deviations (exactly, for a linear head on the statistics alone). Every tap gets a
+  map; the one shown is the tap whose statistics add most to the class score, measured by
+  replacing that tap's statistics (a layer's covariance with its mean and std) with their
+  training mean (the head's ``Normalization`` layer holds it).
   :attr:`Explanation.contributions` lists every tap's share, so the answer says which layer
   the map comes from and why.
 
@@ -29,7 +31,6 @@ whose packed float array crosses BentoML's batching (:class:`ExplanationBatch`).
 from __future__ import annotations
 
 import io
-import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -179,29 +180,39 @@ def _kind(layer: Any) -> str:
     return type(layer).__name__
 
 
-def stats_taps(model: Any) -> list[tuple[str, Any]]:
-    """``(name, tensor)`` of the feature maps that ``ChannelStats`` layers reduce, in order.
+# The layers of artist_id.models that reduce a feature map to statistics for the head.
+_REDUCERS = ("ChannelStats", "ChannelCovariance")
 
-    Ordered as the head's ``Concatenate`` lists them (so their statistics' slices line up);
-    empty for models without ``ChannelStats``.
-    """
-    from artist_id.models import ChannelStats
 
-    stats = [layer for layer in model.layers if isinstance(layer, ChannelStats)]
-    if not stats:
-        return []
+def _reducers(model: Any) -> tuple[list[Any], Any]:
+    """The layers reducing feature maps to the head's statistics, in the order the head's
+    ``Concatenate`` lists them, and the layer whose output is that vector (``([], None)`` for
+    models without them)."""
+    reducers = [layer for layer in model.layers if _kind(layer) in _REDUCERS]
+    if not reducers:
+        return [], None
     concat = next(
         (
             layer
             for layer in model.layers
             if _kind(layer) == "Concatenate"
-            and all(isinstance(_producer(t), ChannelStats) for t in layer.input)
+            and all(_kind(_producer(t)) in _REDUCERS for t in layer.input)
         ),
         None,
     )
-    if concat is not None:
-        stats = [_producer(t) for t in concat.input]
-    return [(_producer(layer.input).name, layer.input) for layer in stats]
+    if concat is None:  # a single tap: its output is the feature vector
+        return reducers[:1], reducers[0]
+    return [_producer(t) for t in concat.input], concat
+
+
+def stats_taps(model: Any) -> list[tuple[str, Any]]:
+    """``(name, tensor)`` of the feature maps that ``ChannelStats`` (and ``ChannelCovariance``)
+    layers reduce, each map once, in the order the head first reads it; empty for models
+    without them."""
+    taps: dict[str, Any] = {}
+    for layer in _reducers(model)[0]:
+        taps.setdefault(_producer(layer.input).name, layer.input)
+    return list(taps.items())
 
 
 def last_spatial_layer(model: Any) -> Any:
@@ -260,7 +271,7 @@ class Explainer:
             self.method = HIRES_CAM
             self.layers = tuple(name for name, _ in taps)
             tensors = [t for _, t in taps]
-            self._head = _StatsHead(model, [int(t.shape[-1]) for t in tensors])
+            self._head = _StatsHead(model, self.layers)
             outputs = [*tensors, self._head.features_tensor, self.final.input]
         else:
             self.method = GRAD_CAM
@@ -378,20 +389,10 @@ class Explainer:
 class _StatsHead:
     """The head of a ``style_stats`` model, run on edited statistics to weigh each tap."""
 
-    def __init__(self, model: Any, channels: Sequence[int]) -> None:
+    def __init__(self, model: Any, taps: Sequence[str]) -> None:
         import keras
 
-        boundary = next(
-            (
-                layer
-                for layer in model.layers
-                if _kind(layer) == "Concatenate"
-                and any(_kind(_producer(t)) == "ChannelStats" for t in layer.input)
-            ),
-            None,
-        )
-        if boundary is None:  # a single tap: its ChannelStats output is the feature vector
-            boundary = next(la for la in model.layers if _kind(la) == "ChannelStats")
+        reducers, boundary = _reducers(model)
         self.features_tensor = boundary.output
         layers = model.layers
         self.chain = layers[layers.index(boundary) + 1 : -1]
@@ -402,11 +403,17 @@ class _StatsHead:
             self.baseline = np.asarray(keras.ops.convert_to_numpy(first.mean)).reshape(-1)
         else:
             self.baseline = np.zeros(width, dtype=np.float32)
-        # ChannelStats emits 2c numbers per tap (c means, then c stds), concatenated in order.
-        bounds = np.cumsum([0, *(2 * c for c in channels)])
-        if bounds[-1] != width:
-            raise ExplainError(f"statistics of width {bounds[-1]} do not match features {width}")
-        self.slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+        # Each reducer's numbers, concatenated in order, belong to the map it reduces: a
+        # layer's mean/std and its covariance (when the model reads both) are one tap.
+        columns: dict[str, list[int]] = {tap: [] for tap in taps}
+        start = 0
+        for layer in reducers:
+            stop = start + int(layer.output.shape[-1])
+            columns[_producer(layer.input).name] += range(start, stop)
+            start = stop
+        if start != width:
+            raise ExplainError(f"statistics of width {start} do not match features {width}")
+        self.slices = [np.array(columns[tap], dtype=np.int64) for tap in taps]
 
     def logits(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         import keras

@@ -67,7 +67,7 @@ INDEX_COLUMNS = ["path", "image_id", "pixels_sha256"]
 
 # The taps a stored model reads, in the order its trunk concatenates them.
 GAP_TAP = "gap:block5_pool"
-TAP_KINDS = ("stats", "gap")
+TAP_KINDS = ("stats", "cov", "gap")
 VGG16_CHANNELS = {"block1": 64, "block2": 128, "block3": 256, "block4": 512, "block5": 512}
 # Largest probability difference between the whole model and head(stored features): float32
 # rounding of a different batch composition stays orders of magnitude below it.
@@ -83,12 +83,13 @@ class FeatureStoreError(RuntimeError):
 
 
 def tap_width(tap: str) -> int:
-    """Columns of one tap: ``stats:<layer>`` gives 2 x channels, ``gap:<layer>`` channels."""
+    """Columns of one tap: ``stats:<layer>`` gives 2 x channels, ``cov:<layer>`` the
+    covariance's upper triangle (c (c + 1) / 2), ``gap:<layer>`` channels."""
     kind, _, layer = tap.partition(":")
     if kind not in TAP_KINDS or not layer.startswith("block"):
-        raise ValueError(f"unknown tap {tap!r}: expected stats:<vgg16 layer> or gap:<layer>")
+        raise ValueError(f"unknown tap {tap!r}: expected stats:, cov: or gap:<vgg16 layer>")
     channels = VGG16_CHANNELS[layer.split("_")[0]]
-    return 2 * channels if kind == "stats" else channels
+    return {"stats": 2 * channels, "cov": channels * (channels + 1) // 2, "gap": channels}[kind]
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -172,15 +173,23 @@ def trunk_spec(weights: str, input_size: int, working_size: int | None) -> Trunk
     return TrunkSpec(weights, sha256_file(path), input_size, working_size or input_size)
 
 
-def model_taps(name: str, layers: Sequence[str]) -> tuple[str, ...] | None:
-    """The taps model ``name`` reads (its trunk's output, in order), None if it has none here."""
-    from artist_id.models import STYLE_LAYERS, VGG16_LAYER_NAMES
+def model_taps(
+    name: str, layers: Sequence[str], covariance: Sequence[str] = ()
+) -> tuple[str, ...] | None:
+    """The taps model ``name`` reads (its trunk's output, in order), None if it has none here.
+
+    ``style_stats``: the statistics of ``layers``, then the covariance of ``covariance``, each
+    in network order, as :func:`artist_id.models.build_model` concatenates them.
+    """
+    from artist_id.models import ModelSpec
 
     if name == "vgg16":
         return (GAP_TAP,)
     if name == "style_stats":
-        chosen = set(layers or STYLE_LAYERS)
-        return tuple(f"stats:{n}" for n in VGG16_LAYER_NAMES if n in chosen)
+        spec = ModelSpec(name, 32, 2, layers=tuple(layers), covariance=tuple(covariance))
+        return tuple(f"stats:{n}" for n in spec.style_layers) + tuple(
+            f"cov:{n}" for n in spec.covariance_layers
+        )
     return None
 
 
@@ -594,6 +603,7 @@ def stored_for_model(
     image_size: int,
     working_size: int | None,
     root: Path = ROOT,
+    covariance: Sequence[str] = (),
 ) -> FeatureSet | None:
     """The stored features of a frozen-trunk model, checked against its settings.
 
@@ -607,7 +617,7 @@ def stored_for_model(
         return None
     fs = open_features(name, root)
     spec = trunk_spec(weights, image_size, working_size)
-    taps = model_taps(name, layers)
+    taps = model_taps(name, layers, covariance)
     if spec is None or fs.trunk.get("key") != spec.key or fs.taps != taps:
         raise FeatureStoreError(
             f"{root / name} holds features of another trunk or taps than {name} uses "
@@ -628,7 +638,7 @@ def plan(params: Params, processed: Path, manifest_csv: Path) -> list[Consumer]:
     refs: tuple[ImageRef, ...] | None = None
     for name in sorted(tp.models):
         mp = tp.model(name)
-        taps = model_taps(name, mp.layers)
+        taps = model_taps(name, mp.layers, mp.covariance)
         working = mp.image_size if name == "style_stats" else None
         reason = _not_stored_reason(name, taps, mp.weights, mp.trainable_trunk_layers, tp)
         spec = None if reason else trunk_spec(mp.weights, size, working)
@@ -683,8 +693,10 @@ def for_model(tp: TrainParams, name: str, image_size: int, root: Path = ROOT) ->
     raises :class:`FeatureStoreError` rather than training a head on the wrong numbers.
     """
     mp = tp.model(name)
-    taps = model_taps(name, mp.layers)
+    taps = model_taps(name, mp.layers, mp.covariance)
     if _not_stored_reason(name, taps, mp.weights, mp.trainable_trunk_layers, tp):
         return None
     working = mp.image_size if name == "style_stats" else None
-    return stored_for_model(name, mp.weights, mp.layers, image_size, working, root)
+    return stored_for_model(
+        name, mp.weights, mp.layers, image_size, working, root, covariance=mp.covariance
+    )

@@ -117,6 +117,9 @@ class ModelSpec:
       that upsampling cannot add detail the input no longer has: it only rescales the texture
       relative to VGG's filters. Real gains need a larger ``image_size`` as well.
     * ``l2``: L2 penalty on the kernels of the head's Dense layers (0 for none).
+    * ``covariance``: VGG16 layers whose channel covariance (:class:`ChannelCovariance`) is
+      added after the statistics, ``()`` for none: ``c (c + 1) / 2`` numbers per layer (32,896
+      for ``block3_conv3``), against the ``2 c`` of its mean and std.
     """
 
     name: str
@@ -129,6 +132,7 @@ class ModelSpec:
     layers: tuple[str, ...] = ()
     stats_image_size: int | None = None
     l2: float = 0.0
+    covariance: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.name not in MODEL_NAMES:
@@ -150,20 +154,21 @@ class ModelSpec:
 
     def _check_style_fields(self) -> None:
         if self.name != "style_stats":
-            if self.layers or self.stats_image_size is not None or self.l2:
+            if self.layers or self.stats_image_size is not None or self.l2 or self.covariance:
                 raise ValueError(
-                    f"layers, stats_image_size and l2 are style_stats settings; {self.name} "
-                    "does not use them"
+                    f"layers, stats_image_size, l2 and covariance are style_stats settings; "
+                    f"{self.name} does not use them"
                 )
             return
-        unknown = [n for n in self.layers if n not in VGG16_LAYER_NAMES]
-        if unknown:
-            raise ValueError(
-                f"style_stats layers {unknown} are not VGG16 layers: use names like "
-                f"{', '.join(STYLE_LAYERS)}"
-            )
-        if len(set(self.layers)) != len(self.layers):
-            raise ValueError(f"style_stats layers repeat a name: {self.layers}")
+        for what, names in (("layers", self.layers), ("covariance", self.covariance)):
+            unknown = [n for n in names if n not in VGG16_LAYER_NAMES]
+            if unknown:
+                raise ValueError(
+                    f"style_stats {what} {unknown} are not VGG16 layers: use names like "
+                    f"{', '.join(STYLE_LAYERS)}"
+                )
+            if len(set(names)) != len(names):
+                raise ValueError(f"style_stats {what} repeat a name: {names}")
         if self.stats_image_size is not None and self.stats_image_size < 32:
             raise ValueError(f"stats_image_size must be at least 32, got {self.stats_image_size}")
         if self.l2 < 0:
@@ -179,6 +184,11 @@ class ModelSpec:
         """The VGG16 layers style_stats taps, in network order."""
         chosen = set(self.layers or STYLE_LAYERS)
         return tuple(n for n in VGG16_LAYER_NAMES if n in chosen)
+
+    @property
+    def covariance_layers(self) -> tuple[str, ...]:
+        """The VGG16 layers whose channel covariance style_stats adds, in network order."""
+        return tuple(n for n in VGG16_LAYER_NAMES if n in set(self.covariance))
 
     @property
     def working_size(self) -> int:
@@ -245,6 +255,53 @@ class ChannelStats(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="artist_id")
+class ChannelCovariance(keras.layers.Layer):
+    """The covariance of a feature map's channels over its spatial positions, signed square root.
+
+    ``(batch, h, w, c) -> (batch, c (c + 1) / 2)``: the upper triangle, diagonal included, row
+    by row, of ``C = (x - mean)^T (x - mean) / (h w)`` (the Gram matrix of the centred map, the
+    second-order statistic of Gatys-style transfer), each entry ``v`` as
+    ``sign(v) (sqrt(|v| + epsilon) - sqrt(epsilon))``: the square root tames the entries' range
+    (products of activations) as power normalisation does for bilinear pooling, and
+    ``epsilon`` keeps its gradient finite at 0. Its diagonal is the variance ``ChannelStats``
+    reports as a standard deviation; the rest is how channels vary together, which the means
+    and deviations do not carry. Registered, so models using it load with ``safe_mode=True``.
+    """
+
+    def __init__(self, epsilon: float = 1e-6, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def call(self, inputs: Any) -> Any:
+        x = keras.ops.cast(inputs, self.compute_dtype)
+        channels = int(x.shape[-1])
+        flat = keras.ops.reshape(x, (-1, int(x.shape[1]) * int(x.shape[2]), channels))
+        centred = flat - keras.ops.mean(flat, axis=1, keepdims=True)
+        positions = keras.ops.cast(keras.ops.shape(flat)[1], self.compute_dtype)
+        cov = keras.ops.matmul(keras.ops.transpose(centred, (0, 2, 1)), centred) / positions
+        rows, cols = np.triu_indices(channels)
+        upper = keras.ops.take(
+            keras.ops.reshape(cov, (-1, channels * channels)), rows * channels + cols, axis=1
+        )
+        root = keras.ops.sqrt(keras.ops.abs(upper) + self.epsilon) - float(np.sqrt(self.epsilon))
+        return keras.ops.sign(upper) * root
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        channels = input_shape[-1]
+        return (input_shape[0], None if channels is None else covariance_width(channels))
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = super().get_config()
+        config["epsilon"] = self.epsilon
+        return config
+
+
+def covariance_width(channels: int) -> int:
+    """Numbers :class:`ChannelCovariance` gives for a map of ``channels`` channels."""
+    return channels * (channels + 1) // 2
+
+
 # ----------------------------------------------------------------------------------- build
 
 
@@ -285,7 +342,8 @@ def build_tap_extractor(
     """A frozen VGG16 that outputs several taps at once, concatenated in the order given.
 
     ``taps``: ``stats:<layer>`` (the :class:`ChannelStats` of that layer's map, as
-    ``style_stats`` computes them) or ``gap:<layer>`` (its global average, as ``vgg16``'s trunk
+    ``style_stats`` computes them), ``cov:<layer>`` (its :class:`ChannelCovariance`, as
+    ``style_stats`` adds it) or ``gap:<layer>`` (its global average, as ``vgg16``'s trunk
     ends). Built from the same layers, resize and preprocessing as those models, so its columns
     equal their trunks' outputs; the feature store runs it once per image for both.
     """
@@ -301,13 +359,14 @@ def build_tap_extractor(
     outputs = []
     for tap in taps:
         kind, _, layer = tap.partition(":")
-        if layer not in VGG16_LAYER_NAMES or kind not in ("stats", "gap"):
-            raise ValueError(f"unknown tap {tap!r}: expected stats:<vgg16 layer> or gap:<layer>")
-        if kind == "stats":
-            outputs.append(ChannelStats(name=f"stats_{layer}")(vgg.get_layer(layer).output))
-        else:
-            pool = keras.layers.GlobalAveragePooling2D(name=f"gap_{layer}")
-            outputs.append(pool(vgg.get_layer(layer).output))
+        if layer not in VGG16_LAYER_NAMES or kind not in ("stats", "cov", "gap"):
+            raise ValueError(f"unknown tap {tap!r}: expected stats:, cov: or gap:<vgg16 layer>")
+        reduce = {
+            "stats": ChannelStats,
+            "cov": ChannelCovariance,
+            "gap": keras.layers.GlobalAveragePooling2D,
+        }[kind](name=f"{kind}_{layer}")
+        outputs.append(reduce(vgg.get_layer(layer).output))
     out = keras.layers.Concatenate(name="taps")(outputs)
     model = keras.Model(inputs, out, name="vgg16_taps")
     _load_trunk_weights(model, source)
@@ -388,7 +447,8 @@ def _build_transfer(spec: ModelSpec, inputs: Any) -> keras.Model:
 
 
 def _build_style_stats(spec: ModelSpec, inputs: Any) -> keras.Model:
-    """[Resize] + Caffe preprocessing + VGG16 up to the last tap, mean/std of each tap, head.
+    """[Resize] + Caffe preprocessing + VGG16 up to the last tap, mean/std of each tap (then
+    the covariance of each ``covariance`` layer), head.
 
     Trunk (image -> ``style_features``, the concatenated statistics) then head:
     ``Normalization`` (adapted on the training features by
@@ -406,6 +466,9 @@ def _build_style_stats(spec: ModelSpec, inputs: Any) -> keras.Model:
     stats = [
         ChannelStats(name=f"stats_{layer}")(vgg.get_layer(layer).output)
         for layer in spec.style_layers
+    ] + [
+        ChannelCovariance(name=f"cov_{layer}")(vgg.get_layer(layer).output)
+        for layer in spec.covariance_layers
     ]
     # Concatenate of a single tensor is fine in Keras 3; it also names the trunk boundary.
     x = keras.layers.Concatenate(name="style_features")(stats)

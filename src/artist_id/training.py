@@ -295,6 +295,7 @@ def build(name: str, mp: ModelParams, image_size: int, num_classes: int) -> Any:
         layers=mp.layers,  # the style_stats settings (ModelSpec rejects them elsewhere)
         stats_image_size=mp.image_size,
         l2=mp.l2,
+        covariance=mp.covariance,
     )
     model = build_model(spec)
     if mp.trainable_trunk_layers < 0:

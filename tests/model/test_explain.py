@@ -117,13 +117,22 @@ def test_every_zoo_model_is_explained_from_its_keras_file(
     np.testing.assert_allclose(explainer.explain_array(images), packed, atol=1e-5)
 
 
+@pytest.mark.parametrize("covariance", [(), ("block1_conv2",)])
 def test_style_stats_weighs_each_layer_by_its_statistics_against_the_training_mean(
-    tmp_path: Path,
+    tmp_path: Path, covariance: tuple[str, ...]
 ) -> None:
     """For a linear head, a tap's contribution to the class logit is W . (s - m) / sd over
-    that tap's slice of the statistics: computed here by hand from the head's weights."""
+    that tap's columns of the statistics: computed here by hand from the head's weights. With
+    ``covariance``, block1_conv2's covariance (after all the means and stds) counts for it."""
     keras.utils.set_random_seed(3)
-    spec = ModelSpec("style_stats", 32, 3, weights="none", layers=("block1_conv2", "block2_conv2"))
+    spec = ModelSpec(
+        "style_stats",
+        32,
+        3,
+        weights="none",
+        layers=("block1_conv2", "block2_conv2"),
+        covariance=covariance,
+    )
     built = build_model(spec)
     trunk, head = split_trunk_head(built)
     rng = np.random.default_rng(4)
@@ -141,15 +150,17 @@ def test_style_stats_weighs_each_layer_by_its_statistics_against_the_training_me
     stats = keras.Model(model.input, model.get_layer("style_features").output).predict(
         images, verbose=0
     )
-    widths = {"block1_conv2": 2 * 64, "block2_conv2": 2 * 128}  # mean + std per channel
+    # mean + std per channel, then the covariance's 64 x 65 / 2 = 2,080 numbers
+    columns = {"block1_conv2": np.r_[0:128], "block2_conv2": np.r_[128:384]}
+    if covariance:
+        columns["block1_conv2"] = np.r_[0:128, 384 : 384 + 2080]
+    assert stats.shape[1] == 384 + 2080 * len(covariance)
+    assert explain.Explainer(model).layers == ("block1_conv2", "block2_conv2")  # one map each
     for i, e in enumerate(found):
-        start = 0
         expected = {}
-        for layer, width in widths.items():
-            part = slice(start, start + width)
+        for layer, part in columns.items():
             z = (stats[i, part] - mean[part]) / np.maximum(sd[part], keras.backend.epsilon())
             expected[layer] = float(z @ kernel[part, e.class_index])
-            start += width
         assert e.contributions.keys() == expected.keys()
         for layer in expected:
             assert e.contributions[layer] == pytest.approx(expected[layer], rel=1e-3, abs=1e-3)

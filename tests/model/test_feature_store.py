@@ -62,6 +62,26 @@ def test_a_working_size_resizes_inside_like_the_model() -> None:
     )
 
 
+def test_the_extractor_gives_the_covariance_as_the_model_does() -> None:
+    covariance = ("block2_conv2", "block1_conv2")
+    model = build_model(
+        ModelSpec(
+            "style_stats", SIZE, 3, weights="hed-bsds500", layers=STYLE, covariance=covariance
+        )
+    )
+    taps = fx.model_taps("style_stats", STYLE, covariance)
+    assert taps is not None and taps[-2:] == ("cov:block1_conv2", "cov:block2_conv2")
+    # the store's extractor runs its taps in network order; a consumer's columns pick them back
+    union = fx.network_order((*taps, fx.GAP_TAP))
+    extractor = build_tap_extractor("hed-bsds500", SIZE, SIZE, union)
+    x = images(2)
+    out = np.asarray(extractor(x, training=False))
+    where = Consumer("union", None, union).columns
+    picked = out[:, np.concatenate([np.arange(*where[t]) for t in taps])]
+    trunk, _ = split_trunk_head(model)
+    np.testing.assert_allclose(picked, np.asarray(trunk(x, training=False)), rtol=1e-5, atol=1e-4)
+
+
 def write_pngs(folder: Path, n: int) -> list[str]:
     folder.mkdir()
     paths = []

@@ -19,6 +19,7 @@ from artist_id.config import ModelParams, TrainParams
 from artist_id.models import (
     IMAGENET_FILES,
     STYLE_LAYERS,
+    ChannelCovariance,
     ChannelStats,
     ModelSpec,
     WeightsError,
@@ -84,6 +85,40 @@ def test_channel_stats_config_and_shape() -> None:
     assert tuple(symbolic.shape) == (None, 32)
 
 
+def test_channel_covariance_by_hand() -> None:
+    # Two channels over a 2 x 2 map: 0, 2, 4, 6 (mean 3) and 5, 1, 1, 1 (mean 2). Centred:
+    # -3, -1, 1, 3 and 3, -1, -1, -1. Variances (9 + 1 + 1 + 9) / 4 = 5 and (9 + 1 + 1 + 1) / 4
+    # = 3; covariance (-9 + 1 - 1 - 3) / 4 = -3. Upper triangle row by row: 5, -3, 3; the
+    # signed square roots of those.
+    x = np.array([[0.0, 5.0], [2.0, 1.0], [4.0, 1.0], [6.0, 1.0]], "float32").reshape(1, 2, 2, 2)
+    got = _np(ChannelCovariance(epsilon=0.0)(x))
+    np.testing.assert_allclose(got, [[np.sqrt(5.0), -np.sqrt(3.0), np.sqrt(3.0)]], rtol=1e-6)
+
+
+def test_channel_covariance_against_numpy() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(1.0, 2.0, (3, 6, 5, 4)).astype("float32")
+    x[2, :, :, 1] = 4.0  # a constant channel: its row of the covariance is 0, not NaN
+    eps = 1e-4
+    got = _np(ChannelCovariance(epsilon=eps)(x))
+    assert got.shape == (3, 10)
+    rows, cols = np.triu_indices(4)
+    for i in range(3):
+        cov = np.cov(x[i].reshape(-1, 4), rowvar=False, bias=True)  # population, 30 positions
+        v = cov[rows, cols]
+        want = np.sign(v) * (np.sqrt(np.abs(v) + eps) - np.sqrt(eps))
+        np.testing.assert_allclose(got[i], want, rtol=1e-4, atol=1e-5)
+    assert np.all(got[2, [1, 4, 5, 6]] == 0.0)  # channel 1: (0, 1), (1, 1), (1, 2), (1, 3)
+
+
+def test_channel_covariance_config_and_shape() -> None:
+    layer = ChannelCovariance(epsilon=1e-3, name="c")
+    clone = ChannelCovariance.from_config(layer.get_config())
+    assert (clone.epsilon, clone.name) == (pytest.approx(1e-3), "c")
+    assert layer.compute_output_shape((None, 7, 7, 64)) == (None, 64 * 65 // 2)
+    assert tuple(ChannelCovariance()(keras.Input((9, 9, 16))).shape) == (None, 136)
+
+
 # ------------------------------------------------------------------------------- the spec
 
 
@@ -98,6 +133,9 @@ def test_channel_stats_config_and_shape() -> None:
         {"name": "vgg16", "layers": ("block1_conv2",)},  # style settings on another model
         {"name": "vgg16", "stats_image_size": 64},
         {"name": "cnn_small", "l2": 0.01},
+        {"covariance": ("block3_conv4",)},
+        {"covariance": ("block1_conv2", "block1_conv2")},
+        {"name": "vgg16", "covariance": ("block1_conv2",)},
     ],
 )
 def test_spec_validation(kwargs: dict[str, Any]) -> None:
@@ -109,6 +147,11 @@ def test_spec_defaults() -> None:
     spec = _spec(layers=("block3_conv3", "block1_conv2"))
     assert spec.style_layers == ("block1_conv2", "block3_conv3")  # network order
     assert _spec().style_layers == STYLE_LAYERS
+    assert _spec().covariance_layers == ()
+    assert _spec(covariance=("block3_conv3", "block1_conv1")).covariance_layers == (
+        "block1_conv1",
+        "block3_conv3",
+    )
     assert _spec().working_size == SMALL
     assert _spec(stats_image_size=64).working_size == 64
     assert _spec().head_sizes == ()  # a linear softmax unless `dense` asks for more
@@ -153,6 +196,22 @@ def test_structure_chosen_taps_resize_and_hidden_layer() -> None:
     assert model.get_layer("head_dense_1").units == 8
     assert model.get_layer("head_dense_1").kernel_regularizer is None  # l2 = 0
     assert model.output.shape[1:] == (3,)
+
+
+def test_structure_with_covariance() -> None:
+    model = build_model(
+        _spec(layers=("block2_conv2",), covariance=("block2_conv1", "block1_conv2"))
+    )
+    names = [layer.name for layer in model.layers]
+    reducers = [n for n in names if n.startswith(("stats_", "cov_"))]
+    # the statistics first, then each covariance in network order
+    assert reducers == ["stats_block2_conv2", "cov_block1_conv2", "cov_block2_conv1"]
+    width = 2 * 128 + 64 * 65 // 2 + 128 * 129 // 2
+    assert model.get_layer("style_features").output.shape[1:] == (width,)
+    # the head: norm (2 x width + count) and the softmax (width x 3 + 3); the convs up to
+    # block2_conv2 are the trunk
+    trunk_params = sum(int(np.prod(w.shape)) for w in model.weights if "block" in w.path)
+    assert model.count_params() == trunk_params + (2 * width + 1) + width * 3 + 3
 
 
 def test_hed_weights_load_into_the_taps_it_has() -> None:
@@ -358,7 +417,10 @@ def test_train_model_adapts_on_training_features(use_cache: bool, tmp_path: Path
 
 
 @pytest.mark.slow
-def test_train_model_lbfgs_fits_the_head_with_sklearn_and_keeps_the_best_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("covariance", [(), ("block2_conv2",)])
+def test_train_model_lbfgs_fits_the_head_with_sklearn_and_keeps_the_best_c(
+    tmp_path: Path, covariance: tuple[str, ...]
+) -> None:
     from artist_id.training import extract_features, train_model
 
     style = _model_params(
@@ -367,6 +429,7 @@ def test_train_model_lbfgs_fits_the_head_with_sklearn_and_keeps_the_best_c(tmp_p
         optimizer="lbfgs",
         c=(0.001, 0.1, 10.0),
         layers=("block1_conv2", "block2_conv2"),
+        covariance=covariance,
     )
     train, val = _split(18, 1), _split(6, 2)
     result = train_model(
@@ -387,6 +450,8 @@ def test_train_model_lbfgs_fits_the_head_with_sklearn_and_keeps_the_best_c(tmp_p
     trunk, _ = split_trunk_head(reloaded)
     norm = reloaded.get_layer("head_norm")
     f_train = extract_features(trunk, train, 8)
+    # 2 x (64 + 128) statistics, and block2_conv2's 128 x 129 / 2 covariance when asked
+    assert f_train.shape == (18, 384 + 8256 * len(covariance))
     np.testing.assert_allclose(_np(norm.adapt_mean), f_train.mean(axis=0), rtol=1e-4, atol=1e-3)
 
 

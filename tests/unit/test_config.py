@@ -50,6 +50,21 @@ def test_defaults_parse_into_frozen_dataclasses() -> None:
         ("sample.min_side", 8, r"sample\.min_side"),
         ("train.vgg16.layers", ["block1_conv1"], r"train\.vgg16\.layers is a style_stats setting"),
         ("train.cnn_small.l2", 0.1, r"train\.cnn_small\.l2 is a style_stats setting"),
+        (
+            "train.vgg16.covariance",
+            ["block3_conv3"],
+            r"train\.vgg16\.covariance is a style_stats setting",
+        ),
+        (
+            "train.style_stats.covariance",
+            ["block3_conv4"],
+            r"train\.style_stats\.covariance: \['block3_conv4'\] are not VGG16 layers",
+        ),
+        (
+            "train.style_stats.covariance",
+            ["block3_conv3", "block3_conv3"],
+            r"train\.style_stats\.covariance repeat a name",
+        ),
         ("train.style_stats.layers", ["block9_conv1"], r"train\.style_stats\.layers: \['block9"),
         ("train.resnet50.weights", "hed-bsds500", r"train\.resnet50\.weights: 'hed-bsds500'"),
         ("train.cnn_deep.weights", "imagenet", r"train\.cnn_deep\.weights: the from-scratch"),

@@ -71,6 +71,8 @@ def test_tap_widths_and_columns() -> None:
     assert fx.tap_width("stats:block1_conv2") == 128  # 64 means + 64 stds
     assert fx.tap_width("stats:block4_conv3") == 1024
     assert fx.tap_width("gap:block5_pool") == 512
+    assert fx.tap_width("cov:block1_conv2") == 64 * 65 // 2  # the upper triangle, diagonal in
+    assert fx.tap_width("cov:block3_conv3") == 32_896
     with pytest.raises(ValueError, match="unknown tap"):
         fx.tap_width("max:block1_conv2")
     c = Consumer("x", spec(), ("stats:block1_conv2", "gap:block5_pool"))
@@ -85,12 +87,19 @@ def test_model_taps_match_what_the_models_read() -> None:
         "stats:block1_conv2",
         "stats:block3_conv3",
     )
-    assert fx.model_taps("cnn_small", ()) is None
-    assert fx.network_order(["gap:block5_pool", "stats:block5_pool", "stats:block1_conv2"]) == (
+    # covariance after every statistic, each in network order (as the model concatenates)
+    assert fx.model_taps(
+        "style_stats", ("block3_conv3", "block1_conv2"), ("block3_conv3", "block2_conv2")
+    ) == (
         "stats:block1_conv2",
-        "stats:block5_pool",
-        "gap:block5_pool",
+        "stats:block3_conv3",
+        "cov:block2_conv2",
+        "cov:block3_conv3",
     )
+    assert fx.model_taps("cnn_small", ()) is None
+    assert fx.network_order(
+        ["gap:block5_pool", "cov:block1_conv2", "stats:block5_pool", "stats:block1_conv2"]
+    ) == ("stats:block1_conv2", "cov:block1_conv2", "stats:block5_pool", "gap:block5_pool")
 
 
 # ----------------------------------------------------------------------------- building
