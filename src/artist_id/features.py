@@ -585,7 +585,10 @@ def open_features(name: str = PAINTINGS, root: Path | str = ROOT) -> FeatureSet:
     values = np.load(folder / ARRAY_FILE, mmap_mode="r")
     if len(values) != len(index):
         raise FeatureStoreError(f"{folder}: {len(values)} rows for {len(index)} images (corrupt)")
-    columns = {t: (int(a), int(b)) for t, (a, b) in meta["columns"].items()}
+    # In the array's order (store.json lists them sorted by name): the taps a model reads
+    # are compared in its order.
+    spans = sorted(meta["columns"].items(), key=lambda item: int(item[1][0]))
+    columns = {t: (int(a), int(b)) for t, (a, b) in spans}
     return FeatureSet(
         name=name,
         paths=tuple(index["path"]),

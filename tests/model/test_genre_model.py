@@ -7,6 +7,7 @@ what its head gives from the stored rows.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,12 @@ def test_the_service_runs_one_trunk_pass_for_an_artist_and_a_genre_model_on_the_
     got_artist, got_genre = both.predict_on_batch(squares)
     np.testing.assert_allclose(got_artist, artist.predict_on_batch(squares), atol=1e-5)
     np.testing.assert_allclose(got_genre, genre.predict_on_batch(squares), atol=1e-5)
+
+    # the same trunk with a covariance added to the artist model's statistics: two passes
+    spec = SPEC.model_spec(num_classes=3)
+    with_covariance = build_model(dataclasses.replace(spec, covariance=spec.style_layers[:1]))
+    assert shared_trunk_model(with_covariance, genre) is None
+    assert shared_trunk_model(build_model(spec), genre) is not None  # and only because of it
 
     # another trunk (one weight changed, or other taps): two passes, never a wrong shortcut
     conv = artist.get_layer("block1_conv1")

@@ -290,6 +290,17 @@ def test_a_store_for_other_taps_is_refused_for_a_model(
     assert ok is not None and ok.taps == STATS
     with pytest.raises(FeatureStoreError, match="another trunk or taps"):
         fx.stored_for_model("style_stats", "hed-bsds500", ("block2_conv2",), SIZE, None, tmp_path)
+    # with a covariance: its tap comes after the statistics, though "cov:" sorts before "stats:"
+    taps = fx.model_taps("style_stats", ("block1_conv2",), ("block1_conv2",))
+    assert taps == ("stats:block1_conv2", "cov:block1_conv2")
+    fx.build_store([Consumer("style_stats", trunk, taps, refs)], tmp_path, 4, FakeTrunk(4).factory)
+    ok = fx.stored_for_model(
+        "style_stats", "hed-bsds500", ("block1_conv2",), SIZE, None, tmp_path, ("block1_conv2",)
+    )
+    assert ok is not None and ok.taps == taps
+    assert ok.columns == {"stats:block1_conv2": (0, 128), "cov:block1_conv2": (128, 128 + 2080)}
+    with pytest.raises(FeatureStoreError, match="another trunk or taps"):  # without it: refused
+        fx.stored_for_model("style_stats", "hed-bsds500", ("block1_conv2",), SIZE, None, tmp_path)
 
 
 # --------------------------------------------------------------------------------- plan
