@@ -181,14 +181,13 @@ def model_taps(
     ``style_stats``: the statistics of ``layers``, then the covariance of ``covariance``, each
     in network order, as :func:`artist_id.models.build_model` concatenates them.
     """
-    from artist_id.models import ModelSpec
+    from artist_id.models import STYLE_LAYERS, in_network_order
 
     if name == "vgg16":
         return (GAP_TAP,)
     if name == "style_stats":
-        spec = ModelSpec(name, 32, 2, layers=tuple(layers), covariance=tuple(covariance))
-        return tuple(f"stats:{n}" for n in spec.style_layers) + tuple(
-            f"cov:{n}" for n in spec.covariance_layers
+        return tuple(f"stats:{n}" for n in in_network_order(layers or STYLE_LAYERS)) + tuple(
+            f"cov:{n}" for n in in_network_order(covariance)
         )
     return None
 

@@ -182,18 +182,23 @@ class ModelSpec:
     @property
     def style_layers(self) -> tuple[str, ...]:
         """The VGG16 layers style_stats taps, in network order."""
-        chosen = set(self.layers or STYLE_LAYERS)
-        return tuple(n for n in VGG16_LAYER_NAMES if n in chosen)
+        return in_network_order(self.layers or STYLE_LAYERS)
 
     @property
     def covariance_layers(self) -> tuple[str, ...]:
         """The VGG16 layers whose channel covariance style_stats adds, in network order."""
-        return tuple(n for n in VGG16_LAYER_NAMES if n in set(self.covariance))
+        return in_network_order(self.covariance)
 
     @property
     def working_size(self) -> int:
         """The size the trunk runs at: ``stats_image_size`` if set, else ``image_size``."""
         return self.stats_image_size or self.image_size
+
+
+def in_network_order(layers: Sequence[str]) -> tuple[str, ...]:
+    """The VGG16 layers among ``layers``, in the order the network computes them."""
+    chosen = set(layers)
+    return tuple(n for n in VGG16_LAYER_NAMES if n in chosen)
 
 
 @keras.saving.register_keras_serializable(package="artist_id")
