@@ -16,6 +16,11 @@ Everything reads the feature store, so each line costs seconds, not a trunk pass
   their shorter side, and 768 is upsampling), one trunk pass per painting
   and size (cached in ``--cache``), each with a paired bootstrap of its difference to the
   first size (the same test paintings, :func:`artist_id.uncertainty.paired_comparison`);
+* ``--covariance block3_conv3``: the statistics with the channel covariance of these layers
+  added (``train.style_stats.covariance``; the pipeline's own ``ChannelCovariance``), at the
+  run's size or each of ``--sizes``, recomputed (one trunk pass per painting, cached in
+  ``--cache``), with a paired bootstrap of its difference to the statistics alone, and with
+  ``--curve`` its learning curve too;
 * ``--curve``: a learning curve of that regression (a quarter, half, three quarters and all
   of the training paintings, stratified, five draws each; the same validation and test
   paintings) and where a power law fitted to its error, ``1 - F1 = a * n^-b``, puts
@@ -29,7 +34,7 @@ Test macro-F1 with a 95 % percentile bootstrap interval over test paintings (2,0
 
     .venv/bin/python bench/real_accuracy.py [--project .] [--models style_stats vgg16]
         [--artists "Edgar Degas" "Pablo Picasso" "Vincent van Gogh"] [--sizes 224 512]
-        [--curve [--curve-at 1300]]
+        [--covariance block3_conv3] [--curve [--curve-at 1300]]
 """
 
 from __future__ import annotations
@@ -129,13 +134,17 @@ def fit_best(
     return best[0], best[1], xs
 
 
-def learning_curve(data: Data, x: dict[str, np.ndarray], at: int, draws: int = 5) -> None:
+def learning_curve(
+    data: Data,
+    x: dict[str, np.ndarray],
+    at: int,
+    draws: int = 5,
+    what: str = "the statistics",
+) -> None:
     """Test macro-F1 with fewer training paintings, and a power law's guess at ``at``."""
     y = data.y["train"]
     sizes, means = [], []
-    print(
-        "  learning curve of the regression on the statistics (C chosen on validation each time):"
-    )
+    print(f"  learning curve of the regression on {what} (C chosen on validation each time):")
     for fraction in (0.25, 0.5, 0.75, 1.0):
         scores = []
         for seed in range(draws if fraction < 1 else 1):
@@ -163,15 +172,21 @@ def learning_curve(data: Data, x: dict[str, np.ndarray], at: int, draws: int = 5
     )
 
 
-def statistics_at(data: Data, size: int, cache: Path) -> dict[str, np.ndarray]:
-    """The ``paintings`` style taps of every split painting, recomputed at ``size`` px."""
+def statistics_at(
+    data: Data, size: int, cache: Path, covariance: Sequence[str] = ()
+) -> dict[str, np.ndarray]:
+    """The ``paintings`` style taps of every split painting, recomputed at ``size`` px, with
+    the ``cov:`` taps of ``covariance`` after them (``style_stats``' order)."""
     from artist_id import images
-    from artist_id.features import sha256_file, weights_file
+    from artist_id.features import model_taps, sha256_file, weights_file
     from artist_id.models import build_tap_extractor
 
     trunk = data.paint.trunk
     taps = data.paint.style_taps
-    if int(trunk["input_size"]) == size == int(trunk["working_size"]):
+    if covariance:
+        layers = [t.partition(":")[2] for t in taps]
+        taps = model_taps("style_stats", layers, covariance) or taps
+    elif int(trunk["input_size"]) == size == int(trunk["working_size"]):
         return {s: data.x(s, taps) for s in data.parts}  # the run's own: in the store
     manifest = pd.read_csv(data.project / "data/raw/manifest.csv", dtype=str)
     path_of = dict(zip(manifest["image_id"], manifest["path"], strict=True))
@@ -224,6 +239,25 @@ def compare_sizes(data: Data, sizes: Sequence[int], cache: Path) -> None:
         )
 
 
+def compare_covariance(
+    data: Data, layers: Sequence[str], size: int, cache: Path, curve_at: int | None
+) -> None:
+    """The statistics alone and with the covariance of ``layers``, paired, at ``size`` px."""
+    from artist_id.uncertainty import paired_comparison
+
+    alone = statistics_at(data, size, cache)
+    both = statistics_at(data, size, cache, layers)
+    what = f"LR channel mean/std + covariance of {', '.join(layers)} at {size} px"
+    first = logistic(data, f"LR channel mean/std at {size} px", alone).argmax(1)
+    second = logistic(data, what, both).argmax(1)
+    d = paired_comparison(data.y["test"], first, second, metrics=("macro_f1",), n_resamples=2000)[
+        "macro_f1"
+    ]
+    print(f"    with minus without: {d.delta:+.3f} [{d.low:+.3f}, {d.high:+.3f}] ({d.verdict})")
+    if curve_at is not None:
+        learning_curve(data, both, curve_at, what="the statistics with the covariance")
+
+
 def pipeline_rows(data: Data, models: Sequence[str]) -> None:
     """The pipeline's own models from their predictions.csv (split, label, predicted, ...)."""
     for m in models:
@@ -249,6 +283,9 @@ def main() -> None:
         default=Path(tempfile.gettempdir()) / "artist-id-real-accuracy",
         help="statistics computed for --sizes (one trunk pass per painting and size)",
     )
+    parser.add_argument(
+        "--covariance", nargs="*", default=[], help="e.g. block3_conv3: statistics + covariance"
+    )
     parser.add_argument("--curve", action="store_true", help="learning curve, extrapolated")
     parser.add_argument("--curve-at", type=int, default=1300, help="training paintings")
     args = parser.parse_args()
@@ -262,6 +299,10 @@ def main() -> None:
         pipeline_rows(data, args.models)
     if args.sizes:
         compare_sizes(data, args.sizes, args.cache)
+    if args.covariance:
+        for size in args.sizes or [int(data.paint.trunk["input_size"])]:
+            curve_at = args.curve_at if args.curve else None
+            compare_covariance(data, args.covariance, size, args.cache, curve_at)
     stats_taps = data.paint.style_taps
     splits = ("train", "val", "test")
     stats = {s: data.x(s, stats_taps) for s in splits}
