@@ -85,11 +85,13 @@ class FeatureStoreError(RuntimeError):
 def tap_width(tap: str) -> int:
     """Columns of one tap: ``stats:<layer>`` gives 2 x channels, ``cov:<layer>`` the
     covariance's upper triangle (c (c + 1) / 2), ``gap:<layer>`` channels."""
+    from artist_id.models import covariance_width
+
     kind, _, layer = tap.partition(":")
     if kind not in TAP_KINDS or not layer.startswith("block"):
         raise ValueError(f"unknown tap {tap!r}: expected stats:, cov: or gap:<vgg16 layer>")
     channels = VGG16_CHANNELS[layer.split("_")[0]]
-    return {"stats": 2 * channels, "cov": channels * (channels + 1) // 2, "gap": channels}[kind]
+    return {"stats": 2 * channels, "cov": covariance_width(channels), "gap": channels}[kind]
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
